@@ -1,0 +1,7 @@
+/**
+ * viommu: virtual IOMMUs in TypeScript. The package root exports the contracts of DESIGN.md as they exist.
+ */
+export { ViommuError, hex } from './errors.js';
+export * from './mem/index.js';
+export * from './layout/index.js';
+export * from './pgtable/index.js';

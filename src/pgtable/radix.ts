@@ -1,0 +1,504 @@
+/**
+ * The radix-tree engine behind every format: map, unmap, iovaToPhys, walk and dirty tracking written once
+ * against `PteFormat`, with the tables as real bytes in PhysMemory.
+ *
+ * Semantics (each is relied on by tests and by the layers above):
+ * - Every request is validated completely before anything changes: bad size, alignment or prot (EINVAL),
+ *   an address outside ias/oas or non-canonical (ERANGE), a leaf already covering any part of the range
+ *   (EEXIST), or not enough free table pages for the whole request (ENOMEM).
+ * - map uses the largest page sizes in the bitmap that the alignment of iova and paddr and the remaining
+ *   length allow. An empty table (tables are kept after unmap) where a block goes is replaced, with a
+ *   walk flush for its range.
+ * - unmap removes every leaf inside the range, skips holes and returns the bytes removed. A block that
+ *   crosses either end of the range is refused (EBLOCK), as Linux >= 6.13 refuses to split blocks. Tables
+ *   whose whole span lies inside the range are freed with one tlbFlushWalk; tables left empty by a partial
+ *   unmap stay, as in io-pgtable-arm. Each removed leaf outside a freed table goes to tlbAddPage.
+ * - map needs no invalidation (non-present entries are not cached by the formats modelled here) unless it
+ *   replaced an empty table.
+ *
+ * Inside, input addresses are `number`s that are multiples of the granule (exact up to 2^64 since they are
+ * multiples of 2^12), canonical upper-half x86 addresses folded below 2^ias; physical addresses are exact
+ * `number`s below 2^52.
+ */
+import { hex } from '../errors.js';
+import { CHUNK_MASK, type PhysMemory } from '../mem/phys-memory.js';
+import type { PageAllocator } from '../mem/page-allocator.js';
+import { levelShift, type PteFormat, type PteOut } from './format.js';
+import {
+  IOMMU_READ,
+  IOMMU_WRITE,
+  IotlbGather,
+  PgtableError,
+  gatherOnlyFlushOps,
+  type FlushOps,
+  type IoPgtable,
+  type PgtableQuirks,
+  type WalkControl,
+  type WalkEntry,
+} from './types.js';
+
+const TWO64 = 1n << 64n;
+
+type Visitor = (level: number, table: number, index: number, lo: number, hi: number, iova: number, leaf: boolean) => WalkControl;
+
+export class RadixPgtable implements IoPgtable {
+  readonly format: IoPgtable['format'];
+  readonly cfg: IoPgtable['cfg'];
+  readonly root: bigint;
+  readonly levels: number;
+
+  private readonly rootPa: number;
+  private readonly rootPages: number;
+  private readonly granule: number;
+  private readonly granuleBig: bigint;
+  private readonly tableBytes: number;
+  /** Bytes one entry at each level covers, by level (index 0 unused). */
+  private readonly span: number[] = [0];
+  private readonly spanBig: bigint[] = [0n];
+  private readonly invSpan: number[] = [0];
+  private readonly idxMask: number[] = [0];
+  /** Levels whose page size is in the bitmap, largest first. */
+  private readonly leafLevels: number[] = [];
+  private readonly iasLimit: bigint;
+  private readonly oasLimit: bigint;
+  private readonly canonicalHalf: bigint;
+  private readonly tlb: FlushOps;
+  private readonly out: PteOut = { lo: 0, hi: 0 };
+  private freed = false;
+
+  constructor(
+    private readonly fmt: PteFormat,
+    private readonly mem: PhysMemory,
+    private readonly allocator: PageAllocator,
+    tlb: FlushOps | undefined,
+  ) {
+    this.format = fmt.name;
+    this.levels = fmt.levels;
+    this.granule = 2 ** fmt.granuleShift;
+    this.granuleBig = BigInt(this.granule);
+    this.tableBytes = this.granule;
+    if (allocator.granule !== this.granule) {
+      throw new PgtableError('EINVAL', 'PGTABLE_BAD_CFG', `${fmt.name}: allocator granule ${allocator.granule} != table granule ${this.granule}`);
+    }
+    for (let level = 1; level <= fmt.levels; level++) {
+      const shift = levelShift(fmt, level);
+      this.span.push(2 ** shift);
+      this.spanBig.push(1n << BigInt(shift));
+      this.invSpan.push(2 ** -shift);
+      this.idxMask.push(level === fmt.levels ? 2 ** fmt.topIndexBits - 1 : 2 ** fmt.bitsPerLevel - 1);
+    }
+    for (let level = fmt.levels; level >= 1; level--) {
+      if ((fmt.pgsizeBitmap & this.spanBig[level]!) !== 0n) this.leafLevels.push(level);
+    }
+    this.iasLimit = 1n << BigInt(fmt.ias);
+    this.oasLimit = 1n << BigInt(fmt.oas);
+    this.canonicalHalf = 1n << BigInt(fmt.ias - 1);
+    this.tlb = tlb ?? gatherOnlyFlushOps;
+    const quirks: PgtableQuirks = fmt.quirks;
+    this.cfg = {
+      pgsizeBitmap: fmt.pgsizeBitmap,
+      ias: fmt.ias,
+      oas: fmt.oas,
+      granule: this.granule as 4096 | 16384 | 65536,
+      quirks,
+    };
+    this.rootPages = Math.max(1, (2 ** fmt.topIndexBits * 8) / this.granule);
+    this.rootPa = allocator.allocNum(this.rootPages);
+    this.root = BigInt(this.rootPa);
+  }
+
+  /** The format this table encodes (for hardware walkers sharing it). */
+  get pteFormat(): PteFormat {
+    return this.fmt;
+  }
+
+  /** Table pages this table holds, root included. */
+  get tablePages(): number {
+    let n = this.rootPages;
+    this.traverse(this.rootPa, this.fmt.levels, 0, this.spaceEnd(), (_l, _t, _i, _lo, _hi, _iova, leaf) => {
+      if (!leaf) n++;
+    });
+    return n;
+  }
+
+  // ---- map ------------------------------------------------------------------------------------------
+
+  map(iova: bigint, paddr: bigint, size: bigint, prot: number): bigint {
+    this.checkLive();
+    this.checkAligned('map', iova, size, paddr);
+    if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
+      throw new PgtableError('EINVAL', 'PGTABLE_BAD_PROT', `map: prot ${hex(prot)} grants neither read nor write`, { prot });
+    }
+    if (paddr + size > this.oasLimit) {
+      throw new PgtableError('ERANGE', 'PGTABLE_OUT_OF_RANGE', `map: output ${hex(paddr)}+${hex(size)} is beyond ${this.fmt.oas} bits`, {
+        paddr,
+        size,
+      });
+    }
+    const start = this.fold('map', iova, size);
+    const pa = Number(paddr);
+    const len = Number(size);
+
+    const needed = this.planMap(start, pa, len);
+    if (needed > this.allocator.available) {
+      throw new PgtableError('ENOMEM', 'PGTABLE_NO_TABLE_PAGES', `map: needs ${needed} table pages, ${this.allocator.available} free`, {
+        needed,
+        available: this.allocator.available,
+      });
+    }
+    for (let off = 0; off < len; ) {
+      const level = this.pickLevel(start + off, pa + off, len - off);
+      this.installLeaf(start + off, pa + off, level, prot);
+      off += this.span[level]!;
+    }
+    return size;
+  }
+
+  /** Level of the largest page the alignment of iova and pa and the remaining length allow. */
+  private pickLevel(iova: number, pa: number, remaining: number): number {
+    for (const level of this.leafLevels) {
+      const s = this.span[level]!;
+      if (s <= remaining && iova % s === 0 && pa % s === 0) return level;
+    }
+    throw new Error('unreachable: the granule is always in the bitmap');
+  }
+
+  /** Read-only pass: refuse overlaps, count the table pages the map will create. */
+  private planMap(start: number, pa: number, len: number): number {
+    let needed = 0;
+    const single = len === this.granule;
+    const planned = single ? undefined : new Set<number>();
+    for (let off = 0; off < len; ) {
+      const iova = start + off;
+      const target = this.pickLevel(iova, pa + off, len - off);
+      let table = this.rootPa;
+      for (let level = this.fmt.levels; level >= target; level--) {
+        const ea = table + this.index(iova, level) * 8;
+        const c = this.mem.chunkAt(ea);
+        const o = ea & CHUNK_MASK;
+        const lo = c.getUint32(o, true);
+        const hi = c.getUint32(o + 4, true);
+        if (!this.fmt.isPresent(lo, hi)) {
+          for (let k = level - 1; k >= target; k--) {
+            const key = Math.floor(iova / this.span[k + 1]!) * 8 + k;
+            if (planned === undefined) needed++;
+            else if (!planned.has(key)) {
+              planned.add(key);
+              needed++;
+            }
+          }
+          break;
+        }
+        if (this.fmt.isLeaf(lo, hi, level) || (level === target && this.subtreeHasLeaf(this.child(lo, hi), level - 1))) {
+          throw new PgtableError('EEXIST', 'PGTABLE_EXISTS', `map: ${hex(this.unfold(iova))} is already mapped`, {
+            iova: this.unfold(iova),
+          });
+        }
+        table = this.child(lo, hi);
+      }
+      off += this.span[target]!;
+    }
+    return needed;
+  }
+
+  private installLeaf(iova: number, pa: number, target: number, prot: number): void {
+    let table = this.rootPa;
+    const out = this.out;
+    for (let level = this.fmt.levels; level > target; level--) {
+      const ea = table + this.index(iova, level) * 8;
+      const c = this.mem.chunkAt(ea);
+      const o = ea & CHUNK_MASK;
+      const lo = c.getUint32(o, true);
+      const hi = c.getUint32(o + 4, true);
+      if (this.fmt.isPresent(lo, hi)) {
+        table = this.child(lo, hi);
+        continue;
+      }
+      const fresh = this.allocator.allocNum();
+      this.fmt.encodeTable(fresh, out);
+      this.writeEntry(ea, out.lo, out.hi);
+      table = fresh;
+    }
+    const ea = table + this.index(iova, target) * 8;
+    const c = this.mem.chunkAt(ea);
+    const o = ea & CHUNK_MASK;
+    const lo = c.getUint32(o, true);
+    const hi = c.getUint32(o + 4, true);
+    if (this.fmt.isPresent(lo, hi)) {
+      // An empty table (planMap proved it holds no leaf) gives way to the block: break, flush, free.
+      this.writeEntry(ea, 0, 0);
+      this.tlb.tlbFlushWalk(this.unfold(iova), this.spanBig[target]!, this.granuleBig);
+      this.freeSubtree(this.child(lo, hi), target - 1);
+    }
+    this.fmt.encodeLeaf(pa, prot, target, out);
+    this.writeEntry(ea, out.lo, out.hi);
+  }
+
+  // ---- unmap ----------------------------------------------------------------------------------------
+
+  unmap(iova: bigint, size: bigint, gather: IotlbGather = new IotlbGather()): bigint {
+    this.checkLive();
+    this.checkAligned('unmap', iova, size);
+    const start = this.fold('unmap', iova, size);
+    const end = start + Number(size);
+    // spec (Linux >= 6.13 io-pgtable): never split a block; refuse before touching anything.
+    for (const at of [start, end - this.granule]) {
+      const level = this.descend(at);
+      if (level === 0) continue;
+      const s = this.span[level]!;
+      const leafStart = at - (at % s);
+      if (leafStart < start || leafStart + s > end) {
+        throw new PgtableError('EBLOCK', 'PGTABLE_PARTIAL_BLOCK', `unmap: ${hex(iova)}+${hex(size)} cuts a ${hex(s)}-byte block at ${hex(this.unfold(leafStart))}`, {
+          iova,
+          size,
+          block: this.unfold(leafStart),
+          blockSize: s,
+        });
+      }
+    }
+    return BigInt(this.clearRange(this.rootPa, this.fmt.levels, start, end, gather));
+  }
+
+  private clearRange(table: number, level: number, start: number, end: number, gather: IotlbGather): number {
+    const span = this.span[level]!;
+    let total = 0;
+    let index = this.index(start, level);
+    for (let e = start - (start % span); e < end; e += span, index++) {
+      const ea = table + index * 8;
+      const c = this.mem.chunkAt(ea);
+      const o = ea & CHUNK_MASK;
+      const lo = c.getUint32(o, true);
+      const hi = c.getUint32(o + 4, true);
+      if (!this.fmt.isPresent(lo, hi)) continue;
+      if (this.fmt.isLeaf(lo, hi, level)) {
+        this.writeEntry(ea, 0, 0);
+        total += span;
+        this.tlb.tlbAddPage(gather, this.unfold(e), this.spanBig[level]!);
+      } else if (e >= start && e + span <= end) {
+        this.writeEntry(ea, 0, 0);
+        this.tlb.tlbFlushWalk(this.unfold(e), this.spanBig[level]!, this.granuleBig);
+        total += this.freeSubtree(this.child(lo, hi), level - 1);
+      } else {
+        total += this.clearRange(this.child(lo, hi), level - 1, Math.max(start, e), Math.min(end, e + span), gather);
+      }
+    }
+    return total;
+  }
+
+  // ---- lookups --------------------------------------------------------------------------------------
+
+  iovaToPhys(iova: bigint): bigint | undefined {
+    this.checkLive();
+    const page = iova & ~(this.granuleBig - 1n);
+    if (iova < 0n || !this.inSpace(page, this.granuleBig)) return undefined;
+    const at = this.fold('iovaToPhys', page, this.granuleBig);
+    const level = this.descend(at);
+    if (level === 0) return undefined;
+    const pa = this.fmt.addrOf(this.leafLo, this.leafHi) + (at % this.span[level]!);
+    return BigInt(pa) + (iova - page);
+  }
+
+  private leafLo = 0;
+  private leafHi = 0;
+
+  /** Follow `iova` to its leaf: the leaf's level (entry in leafLo/leafHi), or 0 if none. */
+  private descend(iova: number): number {
+    let table = this.rootPa;
+    for (let level = this.fmt.levels; level >= 1; level--) {
+      const ea = table + this.index(iova, level) * 8;
+      const c = this.mem.chunkAt(ea);
+      const o = ea & CHUNK_MASK;
+      const lo = c.getUint32(o, true);
+      const hi = c.getUint32(o + 4, true);
+      if (!this.fmt.isPresent(lo, hi)) return 0;
+      if (this.fmt.isLeaf(lo, hi, level)) {
+        this.leafLo = lo;
+        this.leafHi = hi;
+        return level;
+      }
+      table = this.child(lo, hi);
+    }
+    return 0;
+  }
+
+  walk(iova: bigint, visit: (e: WalkEntry) => WalkControl, size: bigint = this.granuleBig): void {
+    this.checkLive();
+    const first = iova & ~(this.granuleBig - 1n);
+    const len = ((iova + size + this.granuleBig - 1n) & ~(this.granuleBig - 1n)) - first;
+    const start = this.fold('walk', first, len);
+    this.traverse(this.rootPa, this.fmt.levels, start, start + Number(len), (level, table, index, lo, hi, at, leaf) =>
+      visit({
+        level,
+        iova: this.unfold(at),
+        size: this.spanBig[level]!,
+        tableAddr: BigInt(table),
+        index,
+        pte: (BigInt(hi) << 32n) | BigInt(lo),
+        kind: leaf ? 'leaf' : 'table',
+        addr: BigInt(this.fmt.addrOf(lo, hi)),
+        prot: leaf ? this.fmt.leafProt(lo, hi, level) : 0,
+      }),
+    );
+  }
+
+  readAndClearDirty(
+    iova: bigint,
+    size: bigint,
+    onDirty: (iova: bigint, size: bigint) => void,
+    noClear = false,
+    gather: IotlbGather = new IotlbGather(),
+  ): void {
+    this.checkLive();
+    if (!this.fmt.tracksDirty) {
+      throw new PgtableError('EINVAL', 'PGTABLE_NO_DIRTY', `${this.fmt.name}: this configuration has no dirty state`);
+    }
+    this.checkAligned('readAndClearDirty', iova, size);
+    const start = this.fold('readAndClearDirty', iova, size);
+    const out = this.out;
+    this.traverse(this.rootPa, this.fmt.levels, start, start + Number(size), (level, table, index, lo, hi, at, leaf) => {
+      if (!leaf || !this.fmt.isDirty(lo, hi)) return;
+      onDirty(this.unfold(at), this.spanBig[level]!);
+      if (noClear) return;
+      this.fmt.cleanDirty(lo, hi, out);
+      this.writeEntry(table + index * 8, out.lo, out.hi);
+      this.tlb.tlbAddPage(gather, this.unfold(at), this.spanBig[level]!);
+    });
+  }
+
+  free(): void {
+    if (this.freed) return;
+    for (let i = 0; i <= this.idxMask[this.fmt.levels]!; i++) {
+      const ea = this.rootPa + i * 8;
+      const c = this.mem.chunkAt(ea);
+      const o = ea & CHUNK_MASK;
+      const lo = c.getUint32(o, true);
+      const hi = c.getUint32(o + 4, true);
+      if (this.fmt.isPresent(lo, hi) && !this.fmt.isLeaf(lo, hi, this.fmt.levels)) {
+        this.freeSubtree(this.child(lo, hi), this.fmt.levels - 1);
+      }
+    }
+    this.allocator.freeNum(this.rootPa, this.rootPages);
+    this.freed = true;
+    this.tlb.tlbFlushAll();
+  }
+
+  // ---- internals ------------------------------------------------------------------------------------
+
+  private index(iova: number, level: number): number {
+    return ((iova * this.invSpan[level]!) >>> 0) & this.idxMask[level]!;
+  }
+
+  /** The next-level table an entry points to; a pointer outside memory means the tables were corrupted. */
+  private child(lo: number, hi: number): number {
+    const pa = this.fmt.addrOf(lo, hi);
+    if (!this.mem.containsRange(pa, this.tableBytes)) {
+      throw new PgtableError('EINVAL', 'PGTABLE_CORRUPT', `${this.fmt.name}: table pointer ${hex(pa)} is outside memory`, { pa });
+    }
+    return pa;
+  }
+
+  private writeEntry(ea: number, lo: number, hi: number): void {
+    const c = this.mem.writableChunkAt(ea);
+    const o = ea & CHUNK_MASK;
+    c.setUint32(o, lo, true);
+    c.setUint32(o + 4, hi, true);
+  }
+
+  private traverse(table: number, level: number, start: number, end: number, cb: Visitor): boolean {
+    const span = this.span[level]!;
+    let index = this.index(start, level);
+    for (let e = start - (start % span); e < end; e += span, index++) {
+      const ea = table + index * 8;
+      const c = this.mem.chunkAt(ea);
+      const o = ea & CHUNK_MASK;
+      const lo = c.getUint32(o, true);
+      const hi = c.getUint32(o + 4, true);
+      if (!this.fmt.isPresent(lo, hi)) continue;
+      const leaf = this.fmt.isLeaf(lo, hi, level);
+      const r = cb(level, table, index, lo, hi, e, leaf);
+      if (r === 'stop') return true;
+      if (!leaf && r !== 'skip') {
+        if (this.traverse(this.child(lo, hi), level - 1, Math.max(start, e), Math.min(end, e + span), cb)) return true;
+      }
+    }
+    return false;
+  }
+
+  private subtreeHasLeaf(table: number, level: number): boolean {
+    const entries = 2 ** this.fmt.bitsPerLevel;
+    for (let i = 0; i < entries; i++) {
+      const ea = table + i * 8;
+      const c = this.mem.chunkAt(ea);
+      const o = ea & CHUNK_MASK;
+      const lo = c.getUint32(o, true);
+      const hi = c.getUint32(o + 4, true);
+      if (!this.fmt.isPresent(lo, hi)) continue;
+      if (this.fmt.isLeaf(lo, hi, level) || this.subtreeHasLeaf(this.child(lo, hi), level - 1)) return true;
+    }
+    return false;
+  }
+
+  /** Free a table and everything below it; returns the bytes its leaves mapped. */
+  private freeSubtree(table: number, level: number): number {
+    let bytes = 0;
+    const entries = 2 ** this.fmt.bitsPerLevel;
+    for (let i = 0; i < entries; i++) {
+      const ea = table + i * 8;
+      const c = this.mem.chunkAt(ea);
+      const o = ea & CHUNK_MASK;
+      const lo = c.getUint32(o, true);
+      const hi = c.getUint32(o + 4, true);
+      if (!this.fmt.isPresent(lo, hi)) continue;
+      if (this.fmt.isLeaf(lo, hi, level)) bytes += this.span[level]!;
+      else bytes += this.freeSubtree(this.child(lo, hi), level - 1);
+    }
+    this.allocator.freeNum(table);
+    return bytes;
+  }
+
+  private checkLive(): void {
+    if (this.freed) throw new PgtableError('EINVAL', 'PGTABLE_FREED', `${this.fmt.name}: the table was freed`);
+  }
+
+  private checkAligned(op: string, iova: bigint, size: bigint, paddr?: bigint): void {
+    if (typeof iova !== 'bigint' || typeof size !== 'bigint' || (paddr !== undefined && typeof paddr !== 'bigint')) {
+      throw new PgtableError('EINVAL', 'PGTABLE_BAD_ARG', `${op}: addresses and sizes are bigints`);
+    }
+    if (size <= 0n) {
+      throw new PgtableError('EINVAL', 'PGTABLE_BAD_SIZE', `${op}: size ${hex(size)} must be positive`, { size });
+    }
+    const m = this.granuleBig - 1n;
+    if (iova < 0n || (paddr !== undefined && paddr < 0n) || (iova & m) !== 0n || (size & m) !== 0n || ((paddr ?? 0n) & m) !== 0n) {
+      throw new PgtableError('EINVAL', 'PGTABLE_MISALIGNED', `${op}: ${hex(iova)}+${hex(size)} is not aligned to ${hex(this.granule)}`, {
+        iova,
+        size,
+        ...(paddr !== undefined ? { paddr } : {}),
+      });
+    }
+  }
+
+  private spaceEnd(): number {
+    return Number(this.iasLimit);
+  }
+
+  private inSpace(iova: bigint, size: bigint): boolean {
+    if (!this.fmt.canonical) return iova + size <= this.iasLimit;
+    return iova + size <= this.canonicalHalf || (iova >= TWO64 - this.canonicalHalf && iova + size <= TWO64);
+  }
+
+  /** The range's start as an internal number; ERANGE if it leaves the input space or is non-canonical. */
+  private fold(op: string, iova: bigint, size: bigint): number {
+    if (!this.inSpace(iova, size)) {
+      throw new PgtableError('ERANGE', 'PGTABLE_OUT_OF_RANGE', `${op}: ${hex(iova)}+${hex(size)} is outside the ${this.fmt.ias}-bit input space${this.fmt.canonical ? ' or not canonical' : ''}`, {
+        iova,
+        size,
+      });
+    }
+    return Number(iova & (this.iasLimit - 1n));
+  }
+
+  private unfold(iova: number): bigint {
+    const v = BigInt(iova);
+    return this.fmt.canonical && v >= this.canonicalHalf ? v + (TWO64 - this.iasLimit) : v;
+  }
+}
