@@ -50,6 +50,9 @@ export class PhysMemory {
   readonly size: bigint;
   /** `size` as a number (exact: size <= 2^52). */
   readonly sizeNum: number;
+  /** `size` split at bit 32, for range checks on split addresses. */
+  private readonly sizeHi: number;
+  private readonly sizeLo: number;
   private readonly regions: DataView[][];
   private chunkCount = 0;
   private readonly mmio: MmioRange[] = [];
@@ -61,6 +64,8 @@ export class PhysMemory {
     }
     this.size = size;
     this.sizeNum = Number(size);
+    this.sizeHi = Math.floor(this.sizeNum / REGION_BYTES);
+    this.sizeLo = this.sizeNum % REGION_BYTES;
     const regionCount = Math.ceil(this.sizeNum / REGION_BYTES);
     this.regions = new Array<DataView[]>(regionCount).fill(EMPTY_REGION);
   }
@@ -80,6 +85,26 @@ export class PhysMemory {
   /** The chunk holding `pa` for reading (a shared zero chunk if untouched). Offset within it: pa & CHUNK_MASK. */
   chunkAt(pa: number): DataView {
     return this.regions[(pa / REGION_BYTES) >>> 0]![pa >>> CHUNK_SHIFT]!;
+  }
+
+  /**
+   * The hottest form, for walkers that keep addresses split in two 32-bit halves so that no float arithmetic
+   * happens per access: `hi` = address bits 51:32, `lo` = bits 31:0 (int32 or uint32). Offset within the
+   * chunk: lo & CHUNK_MASK.
+   */
+  chunkHL(hi: number, lo: number): DataView {
+    return this.regions[hi]![lo >>> CHUNK_SHIFT]!;
+  }
+
+  /** `writableChunkAt` for a split address. */
+  writableChunkHL(hi: number, lo: number): DataView {
+    const chunk = this.regions[hi]![lo >>> CHUNK_SHIFT]!;
+    return chunk !== ZERO_CHUNK ? chunk : this.writableChunkAt(hi * REGION_BYTES + (lo >>> 0));
+  }
+
+  /** True if [hi:lo, hi:lo + len) lies inside memory (len small, the range not crossing bit 32). */
+  containsHL(hi: number, lo: number, len: number): boolean {
+    return hi < this.sizeHi || (hi === this.sizeHi && (lo >>> 0) + len <= this.sizeLo);
   }
 
   /** The chunk holding `pa` for writing, allocating it on first touch. */

@@ -158,6 +158,12 @@ export class ArmLpaeFormat implements PteFormat {
     if (this.lpa) pa += ((lo >>> 12) & 0xf) * TWO48;
     return pa;
   }
+  addrHiOf(lo: number, hi: number): number {
+    return this.lpa ? (hi & 0xffff) | (((lo >>> 12) & 0xf) << 16) : hi & 0xffff;
+  }
+  addrLoOf(lo: number): number {
+    return lo & ~this.granuleMask;
+  }
   private encodeAddr(pa: number, out: PteOut): void {
     let lo = (pa % TWO32) >>> 0;
     let hi = Math.floor(pa / TWO32);

@@ -50,6 +50,10 @@ export interface PteFormat {
   isLeaf(lo: number, hi: number, level: number): boolean;
   /** The address an entry holds (next table or output page). */
   addrOf(lo: number, hi: number): number;
+  /** The same address split: bits 51:32 ... */
+  addrHiOf(lo: number, hi: number): number;
+  /** ... and bits 31:0, as int32 bits. */
+  addrLoOf(lo: number, hi: number): number;
   /** IOMMU_* flags a leaf grants (the inverse of encodeLeaf, for iovaToPhys users and walk reports). */
   leafProt(lo: number, hi: number, level: number): number;
   encodeTable(pa: number, out: PteOut): void;

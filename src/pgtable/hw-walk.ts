@@ -14,6 +14,8 @@ import { CHUNK_MASK, type PhysMemory } from '../mem/phys-memory.js';
 import { PERM_ALL, PERM_R, PERM_U, PERM_UX, PERM_W, PERM_X, levelShift, type PteFormat } from './format.js';
 import { PgtableError } from './types.js';
 
+const TWO32 = 2 ** 32;
+
 // Access kinds a request carries.
 export const ACCESS_READ = 1;
 export const ACCESS_WRITE = 2;
@@ -91,11 +93,13 @@ export class HwWalkResult {
 }
 
 export class HwWalker {
-  private readonly span: number[] = [0];
-  private readonly invSpan: number[] = [0];
-  private readonly idxMask: number[] = [0];
+  // Per-level constants, indexed by level (0 unused); Int32Arrays keep the loop in integer registers.
+  private readonly shift: Int32Array;
+  private readonly idxMask: Int32Array;
+  private readonly span: Float64Array;
+  private readonly invSpan: Float64Array;
   private readonly iasLimit: number;
-  private readonly oasLimit: number;
+  private readonly oasHiLimit: number;
   private readonly updateAD: boolean;
   private readonly writeProtect: boolean;
   private readonly smep: boolean;
@@ -106,14 +110,19 @@ export class HwWalker {
     private readonly mem: PhysMemory,
     opts: HwWalkOptions = {},
   ) {
+    this.shift = new Int32Array(fmt.levels + 1);
+    this.idxMask = new Int32Array(fmt.levels + 1);
+    this.span = new Float64Array(fmt.levels + 1);
+    this.invSpan = new Float64Array(fmt.levels + 1);
     for (let level = 1; level <= fmt.levels; level++) {
       const shift = levelShift(fmt, level);
-      this.span.push(2 ** shift);
-      this.invSpan.push(2 ** -shift);
-      this.idxMask.push(level === fmt.levels ? 2 ** fmt.topIndexBits - 1 : 2 ** fmt.bitsPerLevel - 1);
+      this.shift[level] = shift;
+      this.span[level] = 2 ** shift;
+      this.invSpan[level] = 2 ** -shift;
+      this.idxMask[level] = (1 << (level === fmt.levels ? fmt.topIndexBits : fmt.bitsPerLevel)) - 1;
     }
     this.iasLimit = 2 ** fmt.ias;
-    this.oasLimit = 2 ** fmt.oas;
+    this.oasHiLimit = 2 ** (fmt.oas - 32);
     this.updateAD = opts.updateAccessDirty === true;
     this.writeProtect = opts.writeProtect !== false;
     this.smep = opts.smep === true;
@@ -123,67 +132,88 @@ export class HwWalker {
   /**
    * Walk `iova` (below 2^53, or granule-aligned; canonical upper-half x86 addresses folded below 2^ias, as
    * `walk` does) from the table at `root`. Returns `out.ok`.
+   *
+   * Inside, every address is kept as two 32-bit halves so the loop does integer work only.
    */
   walkNum(root: number, iova: number, access: number, out: HwWalkResult): boolean {
+    // Everything the loop reads is hoisted into locals: V8 does not keep `this.x` loads out of a loop that
+    // also stores to `out`.
     const fmt = this.fmt;
-    out.reads = 0;
-    if (iova >= this.iasLimit || iova < 0) return this.fail(out, WalkFault.BEYOND_WIDTH, fmt.levels);
-    let tableIn = root;
-    let table = root;
-    if (this.xlate !== undefined) {
-      table = this.xlate(root, false);
-      if (table < 0) return this.fail(out, WalkFault.TABLE_XLATE, fmt.levels);
+    const mem = this.mem;
+    const shifts = this.shift;
+    const masks = this.idxMask;
+    const xlate = this.xlate;
+    const updateAD = this.updateAD;
+    const oasHiLimit = this.oasHiLimit;
+    const top = fmt.levels;
+    if (iova >= this.iasLimit || iova < 0) return this.fail(out, WalkFault.BEYOND_WIDTH, top, 0);
+    const ih = Math.floor(iova / TWO32);
+    const il = iova >>> 0;
+    let inHi = Math.floor(root / TWO32);
+    let inLo = root | 0;
+    let th = inHi;
+    let tl = inLo;
+    if (xlate !== undefined) {
+      const t = xlate(root, false);
+      if (t < 0) return this.fail(out, WalkFault.TABLE_XLATE, top, 0);
+      th = Math.floor(t / TWO32);
+      tl = t | 0;
     }
     let perms = PERM_ALL;
-    for (let level = fmt.levels; level >= 1; level--) {
-      const index = ((iova * this.invSpan[level]!) >>> 0) & this.idxMask[level]!;
-      const ea = table + index * 8;
-      out.entryAddr = ea;
-      if (!this.mem.containsRange(ea, 8)) return this.fail(out, WalkFault.TABLE_OUTSIDE_MEMORY, level);
-      const c = this.mem.chunkAt(ea);
-      const o = ea & CHUNK_MASK;
-      const lo = c.getUint32(o, true);
+    for (let level = top; level >= 1; level--) {
+      const sh = shifts[level]!;
+      const index = (sh >= 32 ? ih >>> (sh - 32) : (il >>> sh) | (ih << (32 - sh))) & masks[level]!;
+      const el = (tl + index * 8) | 0;
+      const reads = top - level + 1;
+      if (!mem.containsHL(th, el, 8)) return this.fail(out, WalkFault.TABLE_OUTSIDE_MEMORY, level, reads - 1);
+      const c = mem.chunkHL(th, el);
+      const o = el & CHUNK_MASK;
+      let lo = c.getUint32(o, true);
       const hi = c.getUint32(o + 4, true);
-      out.reads++;
-      out.lo = lo;
-      out.hi = hi;
-      if (!fmt.isPresent(lo, hi)) return this.fail(out, WalkFault.NOT_PRESENT, level);
+      let fault: WalkFaultCode = WalkFault.NONE;
       const leaf = fmt.isLeaf(lo, hi, level);
-      if ((leaf && fmt.leafNotAllowed(level)) || fmt.hasReservedBits(lo, hi, level, leaf)) {
-        return this.fail(out, WalkFault.RESERVED, level);
+      const nh = fmt.addrHiOf(lo, hi);
+      if (!fmt.isPresent(lo, hi)) fault = WalkFault.NOT_PRESENT;
+      else if ((leaf && fmt.leafNotAllowed(level)) || fmt.hasReservedBits(lo, hi, level, leaf)) fault = WalkFault.RESERVED;
+      else if (nh >= oasHiLimit) fault = WalkFault.OUTPUT_BEYOND;
+      else if (!updateAD && fmt.accessFlagFault(lo, leaf)) fault = WalkFault.ACCESS_FLAG;
+      else {
+        perms &= fmt.entryPerms(lo, hi, level, leaf);
+        if (leaf) fault = this.checkAccess(perms, access);
       }
-      const next = fmt.addrOf(lo, hi);
-      if (next >= this.oasLimit) return this.fail(out, WalkFault.OUTPUT_BEYOND, level);
-      if (!this.updateAD && fmt.accessFlagFault(lo, leaf)) return this.fail(out, WalkFault.ACCESS_FLAG, level);
-      perms &= fmt.entryPerms(lo, hi, level, leaf);
-      if (leaf) {
-        const fault = this.checkAccess(perms, access);
-        if (fault !== WalkFault.NONE) return this.fail(out, fault, level);
-      }
-      if (this.updateAD) {
+      if (fault === WalkFault.NONE && updateAD) {
         const updated = fmt.adUpdate(lo, hi, leaf, (access & ACCESS_WRITE) !== 0);
         if (updated !== lo) {
-          if (this.xlate !== undefined && this.xlate(tableIn + index * 8, true) < 0) {
-            return this.fail(out, WalkFault.TABLE_XLATE, level);
+          if (xlate !== undefined && xlate(inHi * TWO32 + ((inLo + index * 8) >>> 0), true) < 0) {
+            fault = WalkFault.TABLE_XLATE;
+          } else {
+            mem.writableChunkHL(th, el).setUint32(o, updated, true);
+            lo = updated;
           }
-          this.mem.writableChunkAt(ea).setUint32(o, updated, true);
-          out.lo = updated;
         }
       }
-      if (leaf) {
+      if (fault !== WalkFault.NONE || leaf) {
+        out.lo = lo;
+        out.hi = hi;
+        out.entryAddr = th * TWO32 + (el >>> 0);
+        if (fault !== WalkFault.NONE) return this.fail(out, fault, level, reads);
         const size = this.span[level]!;
         out.fault = WalkFault.NONE;
         out.level = level;
+        out.reads = reads;
         out.pageSize = size;
         out.perms = perms;
-        out.pa = next + (iova % size);
+        out.pa = nh * TWO32 + (fmt.addrLoOf(lo, hi) >>> 0) + (iova - Math.floor(iova * this.invSpan[level]!) * size);
         return true;
       }
-      tableIn = next;
-      table = next;
-      if (this.xlate !== undefined) {
-        table = this.xlate(next, false);
-        if (table < 0) return this.fail(out, WalkFault.TABLE_XLATE, level - 1);
+      const nl = fmt.addrLoOf(lo, hi);
+      inHi = th = nh;
+      inLo = tl = nl;
+      if (xlate !== undefined) {
+        const t = xlate(nh * TWO32 + (nl >>> 0), false);
+        if (t < 0) return this.fail(out, WalkFault.TABLE_XLATE, level - 1, reads);
+        th = Math.floor(t / TWO32);
+        tl = t | 0;
       }
     }
     throw new Error('unreachable: level 1 entries are always leaves');
@@ -203,12 +233,12 @@ export class HwWalker {
     if (this.fmt.canonical) {
       const top = iova >> (ias - 1n);
       if (top !== 0n && top !== (1n << (65n - ias)) - 1n) {
-        this.fail(out, WalkFault.NON_CANONICAL, this.fmt.levels);
+        this.fail(out, WalkFault.NON_CANONICAL, this.fmt.levels, 0);
         return out;
       }
       folded = iova & ((1n << ias) - 1n);
     } else if (iova < 0n || iova >= 1n << ias) {
-      this.fail(out, WalkFault.BEYOND_WIDTH, this.fmt.levels);
+      this.fail(out, WalkFault.BEYOND_WIDTH, this.fmt.levels, 0);
       return out;
     }
     const gran = BigInt(2 ** this.fmt.granuleShift);
@@ -231,9 +261,10 @@ export class HwWalker {
     return WalkFault.NONE;
   }
 
-  private fail(out: HwWalkResult, fault: WalkFaultCode, level: number): false {
+  private fail(out: HwWalkResult, fault: WalkFaultCode, level: number, reads: number): false {
     out.fault = fault;
     out.level = level;
+    out.reads = reads;
     out.pa = 0;
     out.pageSize = 0;
     out.perms = 0;

@@ -38,6 +38,12 @@ import {
 } from './types.js';
 
 const TWO64 = 1n << 64n;
+const TWO64_NUM = 2 ** 64;
+const MAX_EXACT_BIG = 1n << 53n;
+
+function badArg(op: string): PgtableError {
+  return new PgtableError('EINVAL', 'PGTABLE_BAD_ARG', `${op}: addresses and sizes are bigints`);
+}
 
 type Visitor = (level: number, table: number, index: number, lo: number, hi: number, iova: number, leaf: boolean) => WalkControl;
 
@@ -51,6 +57,8 @@ export class RadixPgtable implements IoPgtable {
   private readonly rootPages: number;
   private readonly granule: number;
   private readonly granuleBig: bigint;
+  private readonly granuleMask: number;
+  private readonly granuleBigMask: bigint;
   private readonly tableBytes: number;
   /** Bytes one entry at each level covers, by level (index 0 unused). */
   private readonly span: number[] = [0];
@@ -60,8 +68,10 @@ export class RadixPgtable implements IoPgtable {
   /** Levels whose page size is in the bitmap, largest first. */
   private readonly leafLevels: number[] = [];
   private readonly iasLimit: bigint;
-  private readonly oasLimit: bigint;
+  private readonly iasLimitNum: number;
+  private readonly oasLimitNum: number;
   private readonly canonicalHalf: bigint;
+  private readonly canonicalHalfNum: number;
   private readonly tlb: FlushOps;
   private readonly out: PteOut = { lo: 0, hi: 0 };
   private freed = false;
@@ -76,6 +86,8 @@ export class RadixPgtable implements IoPgtable {
     this.levels = fmt.levels;
     this.granule = 2 ** fmt.granuleShift;
     this.granuleBig = BigInt(this.granule);
+    this.granuleMask = this.granule - 1;
+    this.granuleBigMask = this.granuleBig - 1n;
     this.tableBytes = this.granule;
     if (allocator.granule !== this.granule) {
       throw new PgtableError('EINVAL', 'PGTABLE_BAD_CFG', `${fmt.name}: allocator granule ${allocator.granule} != table granule ${this.granule}`);
@@ -91,8 +103,10 @@ export class RadixPgtable implements IoPgtable {
       if ((fmt.pgsizeBitmap & this.spanBig[level]!) !== 0n) this.leafLevels.push(level);
     }
     this.iasLimit = 1n << BigInt(fmt.ias);
-    this.oasLimit = 1n << BigInt(fmt.oas);
+    this.iasLimitNum = 2 ** fmt.ias;
+    this.oasLimitNum = 2 ** fmt.oas;
     this.canonicalHalf = 1n << BigInt(fmt.ias - 1);
+    this.canonicalHalfNum = 2 ** (fmt.ias - 1);
     this.tlb = tlb ?? gatherOnlyFlushOps;
     const quirks: PgtableQuirks = fmt.quirks;
     this.cfg = {
@@ -125,20 +139,24 @@ export class RadixPgtable implements IoPgtable {
 
   map(iova: bigint, paddr: bigint, size: bigint, prot: number): bigint {
     this.checkLive();
-    this.checkAligned('map', iova, size, paddr);
+    const len = this.sizeNumber('map', size);
+    const pa = this.alignedNumber('map', 'paddr', paddr);
+    const start = this.fold('map', iova, len);
     if (!(prot & (IOMMU_READ | IOMMU_WRITE))) {
       throw new PgtableError('EINVAL', 'PGTABLE_BAD_PROT', `map: prot ${hex(prot)} grants neither read nor write`, { prot });
     }
-    if (paddr + size > this.oasLimit) {
+    if (pa + len > this.oasLimitNum) {
       throw new PgtableError('ERANGE', 'PGTABLE_OUT_OF_RANGE', `map: output ${hex(paddr)}+${hex(size)} is beyond ${this.fmt.oas} bits`, {
         paddr,
         size,
       });
     }
-    const start = this.fold('map', iova, size);
-    const pa = Number(paddr);
-    const len = Number(size);
-
+    const first = this.pickLevel(start, pa, len);
+    if (this.span[first] === len) {
+      // One leaf: the descent itself validates before it changes anything.
+      this.installLeaf(start, pa, first, prot, true);
+      return size;
+    }
     const needed = this.planMap(start, pa, len);
     if (needed > this.allocator.available) {
       throw new PgtableError('ENOMEM', 'PGTABLE_NO_TABLE_PAGES', `map: needs ${needed} table pages, ${this.allocator.available} free`, {
@@ -148,7 +166,7 @@ export class RadixPgtable implements IoPgtable {
     }
     for (let off = 0; off < len; ) {
       const level = this.pickLevel(start + off, pa + off, len - off);
-      this.installLeaf(start + off, pa + off, level, prot);
+      this.installLeaf(start + off, pa + off, level, prot, false);
       off += this.span[level]!;
     }
     return size;
@@ -190,9 +208,7 @@ export class RadixPgtable implements IoPgtable {
           break;
         }
         if (this.fmt.isLeaf(lo, hi, level) || (level === target && this.subtreeHasLeaf(this.child(lo, hi), level - 1))) {
-          throw new PgtableError('EEXIST', 'PGTABLE_EXISTS', `map: ${hex(this.unfold(iova))} is already mapped`, {
-            iova: this.unfold(iova),
-          });
+          throw this.exists(iova);
         }
         table = this.child(lo, hi);
       }
@@ -201,7 +217,12 @@ export class RadixPgtable implements IoPgtable {
     return needed;
   }
 
-  private installLeaf(iova: number, pa: number, target: number, prot: number): void {
+  /**
+   * Put one leaf at `target`, creating tables on the way. With `check`, first refuse (EEXIST / ENOMEM) what
+   * planMap would have refused: every conflict lies in structure that exists before any table is created,
+   * and a missing entry means nothing below it can conflict.
+   */
+  private installLeaf(iova: number, pa: number, target: number, prot: number, check: boolean): void {
     let table = this.rootPa;
     const out = this.out;
     for (let level = this.fmt.levels; level > target; level--) {
@@ -211,8 +232,15 @@ export class RadixPgtable implements IoPgtable {
       const lo = c.getUint32(o, true);
       const hi = c.getUint32(o + 4, true);
       if (this.fmt.isPresent(lo, hi)) {
+        if (check && this.fmt.isLeaf(lo, hi, level)) throw this.exists(iova);
         table = this.child(lo, hi);
         continue;
+      }
+      if (check && level - target > this.allocator.available) {
+        throw new PgtableError('ENOMEM', 'PGTABLE_NO_TABLE_PAGES', `map: needs ${level - target} table pages, ${this.allocator.available} free`, {
+          needed: level - target,
+          available: this.allocator.available,
+        });
       }
       const fresh = this.allocator.allocNum();
       this.fmt.encodeTable(fresh, out);
@@ -225,7 +253,10 @@ export class RadixPgtable implements IoPgtable {
     const lo = c.getUint32(o, true);
     const hi = c.getUint32(o + 4, true);
     if (this.fmt.isPresent(lo, hi)) {
-      // An empty table (planMap proved it holds no leaf) gives way to the block: break, flush, free.
+      if (check && (this.fmt.isLeaf(lo, hi, target) || this.subtreeHasLeaf(this.child(lo, hi), target - 1))) {
+        throw this.exists(iova);
+      }
+      // An empty table gives way to the block: break, flush, free.
       this.writeEntry(ea, 0, 0);
       this.tlb.tlbFlushWalk(this.unfold(iova), this.spanBig[target]!, this.granuleBig);
       this.freeSubtree(this.child(lo, hi), target - 1);
@@ -234,29 +265,46 @@ export class RadixPgtable implements IoPgtable {
     this.writeEntry(ea, out.lo, out.hi);
   }
 
+  private exists(iova: number): PgtableError {
+    return new PgtableError('EEXIST', 'PGTABLE_EXISTS', `map: ${hex(this.unfold(iova))} is already mapped`, {
+      iova: this.unfold(iova),
+    });
+  }
+
   // ---- unmap ----------------------------------------------------------------------------------------
 
   unmap(iova: bigint, size: bigint, gather: IotlbGather = new IotlbGather()): bigint {
     this.checkLive();
-    this.checkAligned('unmap', iova, size);
-    const start = this.fold('unmap', iova, size);
-    const end = start + Number(size);
-    // spec (Linux >= 6.13 io-pgtable): never split a block; refuse before touching anything.
-    for (const at of [start, end - this.granule]) {
-      const level = this.descend(at);
-      if (level === 0) continue;
-      const s = this.span[level]!;
-      const leafStart = at - (at % s);
-      if (leafStart < start || leafStart + s > end) {
-        throw new PgtableError('EBLOCK', 'PGTABLE_PARTIAL_BLOCK', `unmap: ${hex(iova)}+${hex(size)} cuts a ${hex(s)}-byte block at ${hex(this.unfold(leafStart))}`, {
-          iova,
-          size,
-          block: this.unfold(leafStart),
-          blockSize: s,
-        });
-      }
+    const len = this.sizeNumber('unmap', size);
+    const start = this.fold('unmap', iova, len);
+    const end = start + len;
+    if (len === this.granule) {
+      // One granule: the leaf found is either exactly it, a hole, or a block this would cut.
+      const level = this.descend(start);
+      if (level === 0) return 0n;
+      if (level !== 1) throw this.cutsBlock(iova, size, start, level);
+      this.writeEntry(this.leafAddr, 0, 0);
+      this.tlb.tlbAddPage(gather, iova, size);
+      return size;
     }
-    return BigInt(this.clearRange(this.rootPa, this.fmt.levels, start, end, gather));
+    // spec (Linux >= 6.13 io-pgtable): never split a block; refuse before touching anything.
+    let level = this.descend(start);
+    if (level !== 0 && start % this.span[level]! !== 0) throw this.cutsBlock(iova, size, start, level);
+    level = this.descend(end - this.granule);
+    if (level !== 0 && end % this.span[level]! !== 0) throw this.cutsBlock(iova, size, end - this.granule, level);
+    const total = this.clearRange(this.rootPa, this.fmt.levels, start, end, gather);
+    return total === len ? size : BigInt(total);
+  }
+
+  private cutsBlock(iova: bigint, size: bigint, at: number, level: number): PgtableError {
+    const s = this.span[level]!;
+    const block = this.unfold(at - (at % s));
+    return new PgtableError('EBLOCK', 'PGTABLE_PARTIAL_BLOCK', `unmap: ${hex(iova)}+${hex(size)} cuts a ${hex(s)}-byte block at ${hex(block)}`, {
+      iova,
+      size,
+      block,
+      blockSize: s,
+    });
   }
 
   private clearRange(table: number, level: number, start: number, end: number, gather: IotlbGather): number {
@@ -289,17 +337,19 @@ export class RadixPgtable implements IoPgtable {
 
   iovaToPhys(iova: bigint): bigint | undefined {
     this.checkLive();
-    const page = iova & ~(this.granuleBig - 1n);
-    if (iova < 0n || !this.inSpace(page, this.granuleBig)) return undefined;
-    const at = this.fold('iovaToPhys', page, this.granuleBig);
+    if (typeof iova !== 'bigint' || iova < 0n || iova >= TWO64) return undefined;
+    const offset = Number(iova & this.granuleBigMask);
+    const page = iova - BigInt(offset);
+    if (!this.inSpace(page, this.granule)) return undefined;
+    const at = this.fold('iovaToPhys', page, this.granule);
     const level = this.descend(at);
     if (level === 0) return undefined;
-    const pa = this.fmt.addrOf(this.leafLo, this.leafHi) + (at % this.span[level]!);
-    return BigInt(pa) + (iova - page);
+    return BigInt(this.fmt.addrOf(this.leafLo, this.leafHi) + (at % this.span[level]!) + offset);
   }
 
   private leafLo = 0;
   private leafHi = 0;
+  private leafAddr = 0;
 
   /** Follow `iova` to its leaf: the leaf's level (entry in leafLo/leafHi), or 0 if none. */
   private descend(iova: number): number {
@@ -314,6 +364,7 @@ export class RadixPgtable implements IoPgtable {
       if (this.fmt.isLeaf(lo, hi, level)) {
         this.leafLo = lo;
         this.leafHi = hi;
+        this.leafAddr = ea;
         return level;
       }
       table = this.child(lo, hi);
@@ -323,10 +374,11 @@ export class RadixPgtable implements IoPgtable {
 
   walk(iova: bigint, visit: (e: WalkEntry) => WalkControl, size: bigint = this.granuleBig): void {
     this.checkLive();
-    const first = iova & ~(this.granuleBig - 1n);
-    const len = ((iova + size + this.granuleBig - 1n) & ~(this.granuleBig - 1n)) - first;
+    if (typeof iova !== 'bigint' || typeof size !== 'bigint' || iova < 0n || size <= 0n) throw badArg('walk');
+    const first = iova & ~this.granuleBigMask;
+    const len = this.sizeNumber('walk', ((iova + size + this.granuleBigMask) & ~this.granuleBigMask) - first);
     const start = this.fold('walk', first, len);
-    this.traverse(this.rootPa, this.fmt.levels, start, start + Number(len), (level, table, index, lo, hi, at, leaf) =>
+    this.traverse(this.rootPa, this.fmt.levels, start, start + len, (level, table, index, lo, hi, at, leaf) =>
       visit({
         level,
         iova: this.unfold(at),
@@ -352,10 +404,10 @@ export class RadixPgtable implements IoPgtable {
     if (!this.fmt.tracksDirty) {
       throw new PgtableError('EINVAL', 'PGTABLE_NO_DIRTY', `${this.fmt.name}: this configuration has no dirty state`);
     }
-    this.checkAligned('readAndClearDirty', iova, size);
-    const start = this.fold('readAndClearDirty', iova, size);
+    const len = this.sizeNumber('readAndClearDirty', size);
+    const start = this.fold('readAndClearDirty', iova, len);
     const out = this.out;
-    this.traverse(this.rootPa, this.fmt.levels, start, start + Number(size), (level, table, index, lo, hi, at, leaf) => {
+    this.traverse(this.rootPa, this.fmt.levels, start, start + len, (level, table, index, lo, hi, at, leaf) => {
       if (!leaf || !this.fmt.isDirty(lo, hi)) return;
       onDirty(this.unfold(at), this.spanBig[level]!);
       if (noClear) return;
@@ -460,41 +512,49 @@ export class RadixPgtable implements IoPgtable {
     if (this.freed) throw new PgtableError('EINVAL', 'PGTABLE_FREED', `${this.fmt.name}: the table was freed`);
   }
 
-  private checkAligned(op: string, iova: bigint, size: bigint, paddr?: bigint): void {
-    if (typeof iova !== 'bigint' || typeof size !== 'bigint' || (paddr !== undefined && typeof paddr !== 'bigint')) {
-      throw new PgtableError('EINVAL', 'PGTABLE_BAD_ARG', `${op}: addresses and sizes are bigints`);
-    }
-    if (size <= 0n) {
-      throw new PgtableError('EINVAL', 'PGTABLE_BAD_SIZE', `${op}: size ${hex(size)} must be positive`, { size });
-    }
-    const m = this.granuleBig - 1n;
-    if (iova < 0n || (paddr !== undefined && paddr < 0n) || (iova & m) !== 0n || (size & m) !== 0n || ((paddr ?? 0n) & m) !== 0n) {
-      throw new PgtableError('EINVAL', 'PGTABLE_MISALIGNED', `${op}: ${hex(iova)}+${hex(size)} is not aligned to ${hex(this.granule)}`, {
-        iova,
-        size,
-        ...(paddr !== undefined ? { paddr } : {}),
+  /** A positive, granule-aligned size as an exact number. */
+  private sizeNumber(op: string, size: bigint): number {
+    if (typeof size !== 'bigint') throw badArg(op);
+    if (size <= 0n) throw new PgtableError('EINVAL', 'PGTABLE_BAD_SIZE', `${op}: size ${hex(size)} must be positive`, { size });
+    return this.alignedNumber(op, 'size', size);
+  }
+
+  /**
+   * A non-negative granule-aligned bigint as a number. Exact: multiples of 2^12 below 2^65 are doubles
+   * exactly, and anything larger fails the range checks that follow.
+   */
+  private alignedNumber(op: string, what: string, v: bigint): number {
+    if (typeof v !== 'bigint') throw badArg(op);
+    const n = Number(v);
+    const misaligned = v < 0n || (v < MAX_EXACT_BIG ? (n & this.granuleMask) !== 0 : (v & this.granuleBigMask) !== 0n);
+    if (misaligned) {
+      throw new PgtableError('EINVAL', 'PGTABLE_MISALIGNED', `${op}: ${what} ${hex(v)} is not aligned to ${hex(this.granule)}`, {
+        [what]: v,
       });
     }
+    return n;
   }
 
   private spaceEnd(): number {
-    return Number(this.iasLimit);
+    return this.iasLimitNum;
   }
 
-  private inSpace(iova: bigint, size: bigint): boolean {
-    if (!this.fmt.canonical) return iova + size <= this.iasLimit;
-    return iova + size <= this.canonicalHalf || (iova >= TWO64 - this.canonicalHalf && iova + size <= TWO64);
+  private inSpace(iova: bigint, len: number): boolean {
+    if (!this.fmt.canonical) return iova < this.iasLimit && Number(iova) + len <= this.iasLimitNum;
+    if (iova < this.canonicalHalf) return Number(iova) + len <= this.canonicalHalfNum;
+    return iova >= TWO64 - this.canonicalHalf && iova < TWO64 && Number(iova) + len <= TWO64_NUM;
   }
 
   /** The range's start as an internal number; ERANGE if it leaves the input space or is non-canonical. */
-  private fold(op: string, iova: bigint, size: bigint): number {
-    if (!this.inSpace(iova, size)) {
-      throw new PgtableError('ERANGE', 'PGTABLE_OUT_OF_RANGE', `${op}: ${hex(iova)}+${hex(size)} is outside the ${this.fmt.ias}-bit input space${this.fmt.canonical ? ' or not canonical' : ''}`, {
+  private fold(op: string, iova: bigint, len: number): number {
+    const start = this.alignedNumber(op, 'iova', iova);
+    if (!this.inSpace(iova, len)) {
+      throw new PgtableError('ERANGE', 'PGTABLE_OUT_OF_RANGE', `${op}: ${hex(iova)}+${hex(len)} is outside the ${this.fmt.ias}-bit input space${this.fmt.canonical ? ' or not canonical' : ''}`, {
         iova,
-        size,
+        size: len,
       });
     }
-    return Number(iova & (this.iasLimit - 1n));
+    return this.fmt.canonical && iova >= this.canonicalHalf ? start - (TWO64_NUM - this.iasLimitNum) : start;
   }
 
   private unfold(iova: number): bigint {

@@ -53,14 +53,15 @@ export class VtdSecondStageFormat implements PteFormat {
   readonly pgsizeBitmap: bigint;
   readonly quirks: IoPgtableCfg['quirks'] & object;
   readonly tracksDirty: boolean;
-  private readonly oasLimit: number;
+  /** 2^(oas - 32): address bits 51:32 at or above it are beyond the output width. */
+  private readonly oasHiLimit: number;
 
   constructor(cfg: IoPgtableCfg) {
     if (!Number.isInteger(cfg.ias) || cfg.ias < 12 || cfg.ias > 57) {
       throw new PgtableError('EINVAL', 'PGTABLE_BAD_CFG', `vtd-ss: ias ${cfg.ias} must be in 12..57`);
     }
-    if (!Number.isInteger(cfg.oas) || cfg.oas < 12 || cfg.oas > 52) {
-      throw new PgtableError('EINVAL', 'PGTABLE_BAD_CFG', `vtd-ss: oas ${cfg.oas} must be in 12..52`);
+    if (!Number.isInteger(cfg.oas) || cfg.oas < 32 || cfg.oas > 52) {
+      throw new PgtableError('EINVAL', 'PGTABLE_BAD_CFG', `vtd-ss: oas ${cfg.oas} must be in 32..52`);
     }
     const pg = cfg.pgsizeBitmap & (SZ_4K | SZ_2M | SZ_1G);
     if ((pg & SZ_4K) === 0n) {
@@ -73,7 +74,7 @@ export class VtdSecondStageFormat implements PteFormat {
     this.pgsizeBitmap = pg;
     this.quirks = { ...cfg.quirks };
     this.tracksDirty = this.quirks.secondStageAD === true;
-    this.oasLimit = 2 ** cfg.oas;
+    this.oasHiLimit = 2 ** (cfg.oas - 32);
   }
 
   isPresent(lo: number): boolean {
@@ -84,6 +85,12 @@ export class VtdSecondStageFormat implements PteFormat {
   }
   addrOf(lo: number, hi: number): number {
     return x86Addr(lo, hi);
+  }
+  addrHiOf(_lo: number, hi: number): number {
+    return hi & 0xfffff;
+  }
+  addrLoOf(lo: number): number {
+    return lo & 0xfffff000;
   }
   leafProt(lo: number): number {
     return (lo & R ? IOMMU_READ : 0) | (lo & W ? IOMMU_WRITE : 0) | (lo & SNP ? IOMMU_CACHE : 0);
@@ -104,7 +111,7 @@ export class VtdSecondStageFormat implements PteFormat {
   }
 
   hasReservedBits(lo: number, hi: number, level: number, leaf: boolean): boolean {
-    if (x86Addr(lo, hi) >= this.oasLimit) return true;
+    if ((hi & 0xfffff) >= this.oasHiLimit) return true;
     if (lo & SNP && !this.quirks.snoopControl) return true;
     if (level >= 4 && lo & PS) return true;
     if (leaf && level === 2 && (lo & 0x1ff000) !== 0) return true;

@@ -63,15 +63,16 @@ export class X86FirstStageFormat implements PteFormat {
   readonly pgsizeBitmap: bigint;
   readonly quirks: IoPgtableCfg['quirks'] & object;
   readonly tracksDirty: boolean;
-  private readonly oasLimit: number;
+  /** 2^(oas - 32): address bits 51:32 at or above it are beyond the output width. */
+  private readonly oasHiLimit: number;
   private readonly presetAD: boolean;
 
   constructor(cfg: IoPgtableCfg) {
     if (!Number.isInteger(cfg.ias) || cfg.ias < 12 || cfg.ias > 57) {
       throw new PgtableError('EINVAL', 'PGTABLE_BAD_CFG', `x86-fs: ias ${cfg.ias} must be in 12..57`);
     }
-    if (!Number.isInteger(cfg.oas) || cfg.oas < 12 || cfg.oas > 52) {
-      throw new PgtableError('EINVAL', 'PGTABLE_BAD_CFG', `x86-fs: oas ${cfg.oas} must be in 12..52`);
+    if (!Number.isInteger(cfg.oas) || cfg.oas < 32 || cfg.oas > 52) {
+      throw new PgtableError('EINVAL', 'PGTABLE_BAD_CFG', `x86-fs: oas ${cfg.oas} must be in 32..52`);
     }
     this.quirks = { ...cfg.quirks };
     const pg = cfg.pgsizeBitmap & (SZ_4K | SZ_2M | (this.quirks.firstStage1G ? SZ_1G : 0n));
@@ -85,7 +86,7 @@ export class X86FirstStageFormat implements PteFormat {
     this.pgsizeBitmap = pg;
     this.presetAD = this.quirks.presetAccessDirty !== false;
     this.tracksDirty = !this.presetAD;
-    this.oasLimit = 2 ** cfg.oas;
+    this.oasHiLimit = 2 ** (cfg.oas - 32);
   }
 
   isPresent(lo: number): boolean {
@@ -96,6 +97,12 @@ export class X86FirstStageFormat implements PteFormat {
   }
   addrOf(lo: number, hi: number): number {
     return x86Addr(lo, hi);
+  }
+  addrHiOf(_lo: number, hi: number): number {
+    return hi & 0xfffff;
+  }
+  addrLoOf(lo: number): number {
+    return lo & 0xfffff000;
   }
   leafProt(lo: number, hi: number): number {
     return (
@@ -120,7 +127,7 @@ export class X86FirstStageFormat implements PteFormat {
   }
 
   hasReservedBits(lo: number, hi: number, level: number, leaf: boolean): boolean {
-    if (x86Addr(lo, hi) >= this.oasLimit) return true;
+    if ((hi & 0xfffff) >= this.oasHiLimit) return true;
     if (level >= 4 && lo & PS) return true;
     if (leaf && level === 2 && (lo & 0x1fe000) !== 0) return true;
     if (leaf && level === 3 && (lo & 0x3fffe000) !== 0) return true;

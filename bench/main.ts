@@ -1,0 +1,173 @@
+/**
+ * Benchmarks: one JSON object per line, {"name", "ops_per_s", "ns_per_op", ...}.
+ *
+ * Each benchmark runs its body in batches until about `BENCH_SECONDS` (default 1) have passed after a
+ * warm-up, and reports the best batch (least disturbed by the machine). `node dist/bench/main.js name...`
+ * runs only the named ones.
+ */
+import {
+  ACCESS_READ,
+  HwWalkResult,
+  HwWalker,
+  IOMMU_READ,
+  IOMMU_WRITE,
+  IotlbGather,
+  PageAllocator,
+  PhysMemory,
+  createPgtable,
+} from '../src/index.js';
+
+interface Result {
+  name: string;
+  ops_per_s: number;
+  ns_per_op: number;
+  [extra: string]: string | number;
+}
+
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 1);
+
+/** Time `batch` (which performs `opsPerBatch` operations) repeatedly; report the fastest batch. */
+function measure(
+  name: string,
+  opsPerBatch: number,
+  batch: () => void,
+  extra: Record<string, string | number> = {},
+  setup: () => void = () => {},
+): Result {
+  for (let i = 0; i < 3; i++) {
+    setup();
+    batch();
+  }
+  let best = Infinity;
+  let batches = 0;
+  const deadline = process.hrtime.bigint() + BigInt(Math.round(SECONDS * 1e9));
+  do {
+    setup();
+    const t0 = process.hrtime.bigint();
+    batch();
+    const dt = Number(process.hrtime.bigint() - t0);
+    if (dt < best) best = dt;
+    batches++;
+  } while (process.hrtime.bigint() < deadline);
+  const ns = best / opsPerBatch;
+  return { name, ops_per_s: Math.round(1e9 / ns), ns_per_op: Number(ns.toFixed(2)), batches, ops_per_batch: opsPerBatch, ...extra };
+}
+
+/** Deterministic xorshift32 so runs are comparable. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s;
+  };
+}
+
+function vtdTable(pages: number) {
+  const memory = new PhysMemory(1n << 40n);
+  const allocator = new PageAllocator(memory, { base: 1n << 32n, size: 1n << 28n });
+  const pt = createPgtable('vtd-ss', { pgsizeBitmap: (1n << 12n) | (1n << 21n) | (1n << 30n), ias: 48, oas: 48 }, memory, allocator);
+  return { memory, allocator, pt, pages };
+}
+
+const RW = IOMMU_READ | IOMMU_WRITE;
+const PAGES = 65536;
+
+const benches: Record<string, () => Result> = {
+  pgtable_map_4k() {
+    const { pt } = vtdTable(PAGES);
+    const gather = new IotlbGather();
+    const addrs = Array.from({ length: PAGES }, (_, i) => BigInt(i) << 12n);
+    return measure(
+      'pgtable_map_4k',
+      PAGES,
+      () => {
+        for (const a of addrs) pt.map(a, a + (1n << 30n), 0x1000n, RW);
+      },
+      { format: 'vtd-ss', levels: 4 },
+      () => void pt.unmap(0n, BigInt(PAGES) << 12n, gather),
+    );
+  },
+  pgtable_unmap_4k() {
+    const { pt } = vtdTable(PAGES);
+    const gather = new IotlbGather();
+    const addrs = Array.from({ length: PAGES }, (_, i) => BigInt(i) << 12n);
+    return measure(
+      'pgtable_unmap_4k',
+      PAGES,
+      () => {
+        for (const a of addrs) pt.unmap(a, 0x1000n, gather);
+      },
+      { format: 'vtd-ss', levels: 4 },
+      // An output misaligned to 2 MiB forces 4 KiB leaves.
+      () => void pt.map(0n, (1n << 30n) + 0x1000n, BigInt(PAGES) << 12n, RW),
+    );
+  },
+  pgtable_map_unmap_4k_pair() {
+    const { pt } = vtdTable(PAGES);
+    const gather = new IotlbGather();
+    const n = 1 << 16;
+    pt.map(0x1000_0000n, 0n, 0x1000n, RW); // keep the tables alive
+    return measure('pgtable_map_unmap_4k_pair', n, () => {
+      for (let i = 0; i < n; i++) {
+        const a = BigInt(i & 1023) << 12n;
+        pt.map(a, a, 0x1000n, RW);
+        pt.unmap(a, 0x1000n, gather);
+      }
+    }, { format: 'vtd-ss', levels: 4 });
+  },
+  pgtable_walk4_random() {
+    const { pt, memory } = vtdTable(PAGES);
+    const next = rng(42);
+    // 64k 4K pages (256 MiB of IOVA, 128 leaf tables), each mapped on its own; walks visit them at random.
+    const iovas = new Float64Array(PAGES);
+    for (let i = 0; i < PAGES; i++) {
+      iovas[i] = (1 << 30) + i * 4096;
+      pt.map(BigInt(iovas[i]!), BigInt(i) << 12n, 0x1000n, RW);
+    }
+    const walker = new HwWalker(pt.pteFormat, memory);
+    const root = Number(pt.root);
+    const out = new HwWalkResult();
+    const order = Uint32Array.from({ length: 1 << 20 }, () => next() & (PAGES - 1));
+    let sink = 0;
+    const r = measure('pgtable_walk4_random', order.length, () => {
+      for (let i = 0; i < order.length; i++) {
+        walker.walkNum(root, iovas[order[i]!]!, ACCESS_READ, out);
+        sink += out.pa;
+      }
+    }, { format: 'vtd-ss', levels: 4, mapped_pages: PAGES, walker: 'HwWalker.walkNum' });
+    if (sink === 0) throw new Error('walk produced nothing');
+    return r;
+  },
+  pgtable_iova_to_phys_random() {
+    const { pt } = vtdTable(PAGES);
+    const iovas = Array.from({ length: PAGES }, (_, i) => BigInt(i * 7919 % (1 << 24)) << 12n);
+    iovas.forEach((a, i) => pt.map(a, BigInt(i) << 12n, 0x1000n, RW));
+    const next = rng(7);
+    const order = Uint32Array.from({ length: 1 << 18 }, () => next() & (PAGES - 1));
+    return measure('pgtable_iova_to_phys_random', order.length, () => {
+      for (let i = 0; i < order.length; i++) pt.iovaToPhys(iovas[order[i]!]!);
+    }, { format: 'vtd-ss', levels: 4, mapped_pages: PAGES });
+  },
+  mem_read_u64() {
+    const memory = new PhysMemory(64n << 30n);
+    const next = rng(3);
+    const addrs = Array.from({ length: 1 << 16 }, () => BigInt(next() & 0xfffff8) + (1n << 33n));
+    for (const a of addrs) memory.writeU64(a, a);
+    let sink = 0n;
+    const r = measure('mem_read_u64', addrs.length, () => {
+      for (let i = 0; i < addrs.length; i++) sink ^= memory.readU64(addrs[i]!);
+    }, { memory: '64 GiB sparse, 16 MiB hot above 8 GiB', api: 'readU64(bigint): bigint' });
+    if (sink === -1n) throw new Error('unreachable');
+    return r;
+  },
+};
+
+const wanted = process.argv.slice(2);
+for (const [name, run] of Object.entries(benches)) {
+  if (wanted.length > 0 && !wanted.includes(name)) continue;
+  console.log(JSON.stringify(run()));
+}
