@@ -338,10 +338,14 @@ export class RadixPgtable implements IoPgtable {
   iovaToPhys(iova: bigint): bigint | undefined {
     this.checkLive();
     if (typeof iova !== 'bigint' || iova < 0n || iova >= TWO64) return undefined;
-    const offset = Number(iova & this.granuleBigMask);
-    const page = iova - BigInt(offset);
-    if (!this.inSpace(page, this.granule)) return undefined;
-    const at = this.fold('iovaToPhys', page, this.granule);
+    // Below 2^53 the address is an exact number and no bigint arithmetic is needed.
+    const exact = iova < MAX_EXACT_BIG;
+    const offset = exact ? Number(iova) & this.granuleMask : Number(iova & this.granuleBigMask);
+    // Same half and same side of every limit as its page: the limits are multiples of the granule.
+    const page = exact ? iova : iova - BigInt(offset);
+    const pageNum = exact ? Number(iova) - offset : Number(page);
+    if (!this.inSpaceNum(page, pageNum, this.granule)) return undefined;
+    const at = this.fmt.canonical && page >= this.canonicalHalf ? pageNum - (TWO64_NUM - this.iasLimitNum) : pageNum;
     const level = this.descend(at);
     if (level === 0) return undefined;
     return BigInt(this.fmt.addrOf(this.leafLo, this.leafHi) + (at % this.span[level]!) + offset);
@@ -539,16 +543,17 @@ export class RadixPgtable implements IoPgtable {
     return this.iasLimitNum;
   }
 
-  private inSpace(iova: bigint, len: number): boolean {
-    if (!this.fmt.canonical) return iova < this.iasLimit && Number(iova) + len <= this.iasLimitNum;
-    if (iova < this.canonicalHalf) return Number(iova) + len <= this.canonicalHalfNum;
-    return iova >= TWO64 - this.canonicalHalf && iova < TWO64 && Number(iova) + len <= TWO64_NUM;
+  /** [iova, iova + len) lies in the input space (lower or upper canonical half for x86); `num` is Number(iova). */
+  private inSpaceNum(iova: bigint, num: number, len: number): boolean {
+    if (!this.fmt.canonical) return iova < this.iasLimit && num + len <= this.iasLimitNum;
+    if (iova < this.canonicalHalf) return num + len <= this.canonicalHalfNum;
+    return iova >= TWO64 - this.canonicalHalf && iova < TWO64 && num + len <= TWO64_NUM;
   }
 
   /** The range's start as an internal number; ERANGE if it leaves the input space or is non-canonical. */
   private fold(op: string, iova: bigint, len: number): number {
     const start = this.alignedNumber(op, 'iova', iova);
-    if (!this.inSpace(iova, len)) {
+    if (!this.inSpaceNum(iova, start, len)) {
       throw new PgtableError('ERANGE', 'PGTABLE_OUT_OF_RANGE', `${op}: ${hex(iova)}+${hex(len)} is outside the ${this.fmt.ias}-bit input space${this.fmt.canonical ? ' or not canonical' : ''}`, {
         iova,
         size: len,
