@@ -124,6 +124,65 @@ export class PhysMemory {
     return fresh;
   }
 
+  /**
+   * Number-addressed accessors for device models (queues, tables) after they checked the range with
+   * `containsRange`. RAM only; accesses may cross chunks.
+   */
+  readU16n(pa: number): number {
+    const o = pa & CHUNK_MASK;
+    if (o <= CHUNK_SIZE - 2) return this.chunkAt(pa).getUint16(o, true);
+    return this.readU8n(pa) | (this.readU8n(pa + 1) << 8);
+  }
+  readU32n(pa: number): number {
+    const o = pa & CHUNK_MASK;
+    if (o <= CHUNK_SIZE - 4) return this.chunkAt(pa).getUint32(o, true);
+    return (this.readU16n(pa) | (this.readU16n(pa + 2) << 16)) >>> 0;
+  }
+  readU64n(pa: number): bigint {
+    const o = pa & CHUNK_MASK;
+    if (o <= CHUNK_SIZE - 8) return this.chunkAt(pa).getBigUint64(o, true);
+    return (BigInt(this.readU32n(pa + 4)) << 32n) | BigInt(this.readU32n(pa));
+  }
+  writeU16n(pa: number, v: number): void {
+    const o = pa & CHUNK_MASK;
+    if (o <= CHUNK_SIZE - 2) this.writableChunkAt(pa).setUint16(o, v, true);
+    else this.writeBytesN(pa, Uint8Array.of(v & 0xff, (v >>> 8) & 0xff));
+  }
+  writeU32n(pa: number, v: number): void {
+    const o = pa & CHUNK_MASK;
+    if (o <= CHUNK_SIZE - 4) this.writableChunkAt(pa).setUint32(o, v, true);
+    else this.writeBytesN(pa, Uint8Array.of(v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff));
+  }
+  private readU8n(pa: number): number {
+    return this.chunkAt(pa).getUint8(pa & CHUNK_MASK);
+  }
+
+  /** Copy `len` bytes at `pa` into `dst` at `dstOffset`. */
+  readBytesN(pa: number, dst: Uint8Array, dstOffset = 0, len = dst.length - dstOffset): void {
+    let done = 0;
+    while (done < len) {
+      const at = pa + done;
+      const off = at & CHUNK_MASK;
+      const n = Math.min(len - done, CHUNK_SIZE - off);
+      const chunk = this.chunkAt(at);
+      if (chunk === ZERO_CHUNK) dst.fill(0, dstOffset + done, dstOffset + done + n);
+      else dst.set(new Uint8Array(chunk.buffer, off, n), dstOffset + done);
+      done += n;
+    }
+  }
+
+  /** Copy `src` (or `len` bytes of it from `srcOffset`) to `pa`. */
+  writeBytesN(pa: number, src: Uint8Array, srcOffset = 0, len = src.length - srcOffset): void {
+    let done = 0;
+    while (done < len) {
+      const at = pa + done;
+      const off = at & CHUNK_MASK;
+      const n = Math.min(len - done, CHUNK_SIZE - off);
+      new Uint8Array(this.writableChunkAt(at).buffer, off, n).set(src.subarray(srcOffset + done, srcOffset + done + n));
+      done += n;
+    }
+  }
+
   // ---- interface (bigint) -------------------------------------------------------------------------
 
   read(addr: bigint, len: number): Uint8Array {
@@ -134,15 +193,7 @@ export class PhysMemory {
       for (let i = 0; i < len; i++) out[i] = Number((v >> BigInt(8 * i)) & 0xffn);
       return out;
     }
-    let done = 0;
-    while (done < len) {
-      const at = pa + done;
-      const off = at & CHUNK_MASK;
-      const n = Math.min(len - done, CHUNK_SIZE - off);
-      const chunk = this.chunkAt(at);
-      if (chunk !== ZERO_CHUNK) out.set(new Uint8Array(chunk.buffer, off, n), done);
-      done += n;
-    }
+    this.readBytesN(pa, out);
     return out;
   }
 
@@ -155,14 +206,7 @@ export class PhysMemory {
       this.mmioWrite(pa, mmioSize(pa, len), v);
       return;
     }
-    let done = 0;
-    while (done < len) {
-      const at = pa + done;
-      const off = at & CHUNK_MASK;
-      const n = Math.min(len - done, CHUNK_SIZE - off);
-      new Uint8Array(this.writableChunkAt(at).buffer, off, n).set(data.subarray(done, done + n));
-      done += n;
-    }
+    this.writeBytesN(pa, data);
   }
 
   readU8(addr: bigint): number {
