@@ -5,3 +5,7 @@ export { ViommuError, hex } from './errors.js';
 export * from './mem/index.js';
 export * from './layout/index.js';
 export * from './pgtable/index.js';
+export * from './virtio/index.js';
+export * from './devices/virtio-iommu/index.js';
+export { IntervalMap, type Interval } from './devices/common/interval-map.js';
+export * from './trace/index.js';

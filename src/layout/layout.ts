@@ -130,6 +130,16 @@ export class Layout<S extends FieldSet> {
     this.fieldNames = Object.keys(fields) as (keyof S & string)[];
   }
 
+  /**
+   * Byte offset of a byte-aligned field, for hot paths that read one field straight from memory while the
+   * layout stays the single declaration of where it is.
+   */
+  byteOffset(name: keyof S & string): number {
+    const [lo] = fieldBitRange(this.fields[name]!);
+    if (lo % 8 !== 0) throw new LayoutError('LAYOUT_NOT_BYTE_ALIGNED', `${this.name}.${name} does not start on a byte`);
+    return lo / 8;
+  }
+
   /** Decode every field from `buf` starting at `offset`. */
   parse(buf: Uint8Array, offset = 0): Values<S> {
     if (offset < 0 || offset + this.size > buf.length) {

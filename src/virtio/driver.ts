@@ -1,0 +1,268 @@
+/**
+ * The driver side of virtio over MMIO registers: the initialization sequence, split rings in guest memory,
+ * and request submission. Guests use it to talk to devices exactly as a kernel driver would (registers and
+ * memory only); tests use it to drive devices the same way.
+ *
+ * Memory: the driver owns a window of guest memory. Each queue gets its rings and one fixed buffer slot per
+ * descriptor, so a request's buffers need no allocator.
+ */
+import { ViommuError, hex } from '../errors.js';
+import type { PhysMemory } from '../mem/phys-memory.js';
+import {
+  VIRTIO_CONFIG_S_ACKNOWLEDGE,
+  VIRTIO_CONFIG_S_DRIVER,
+  VIRTIO_CONFIG_S_DRIVER_OK,
+  VIRTIO_CONFIG_S_FEATURES_OK,
+  VIRTIO_F_EVENT_IDX,
+  VIRTQ_DESC_F_NEXT,
+  VIRTQ_DESC_F_WRITE,
+} from './constants.js';
+import {
+  VIRTIO_MMIO_CONFIG,
+  VIRTIO_MMIO_DEVICE_FEATURES,
+  VIRTIO_MMIO_DEVICE_FEATURES_SEL,
+  VIRTIO_MMIO_DRIVER_FEATURES,
+  VIRTIO_MMIO_DRIVER_FEATURES_SEL,
+  VIRTIO_MMIO_INTERRUPT_ACK,
+  VIRTIO_MMIO_INTERRUPT_STATUS,
+  VIRTIO_MMIO_MAGIC,
+  VIRTIO_MMIO_MAGIC_VALUE,
+  VIRTIO_MMIO_QUEUE_DESC_HIGH,
+  VIRTIO_MMIO_QUEUE_DESC_LOW,
+  VIRTIO_MMIO_QUEUE_DEVICE_HIGH,
+  VIRTIO_MMIO_QUEUE_DEVICE_LOW,
+  VIRTIO_MMIO_QUEUE_DRIVER_HIGH,
+  VIRTIO_MMIO_QUEUE_DRIVER_LOW,
+  VIRTIO_MMIO_QUEUE_NOTIFY,
+  VIRTIO_MMIO_QUEUE_NUM,
+  VIRTIO_MMIO_QUEUE_NUM_MAX,
+  VIRTIO_MMIO_QUEUE_READY,
+  VIRTIO_MMIO_QUEUE_SEL,
+  VIRTIO_MMIO_STATUS,
+  VIRTIO_MMIO_VERSION,
+} from './mmio.js';
+
+export class VirtioDriverError extends ViommuError {}
+
+/** Register access, as a virtio-mmio transport (or a real bus) offers it. */
+export interface MmioRegisters {
+  mmioRead(offset: number, size: 1 | 2 | 4 | 8): bigint;
+  mmioWrite(offset: number, size: 1 | 2 | 4 | 8, value: bigint): void;
+}
+
+export interface DriverQueue {
+  index: number;
+  size: number;
+  desc: number;
+  avail: number;
+  used: number;
+  slots: number;
+  slotSize: number;
+  nextAvail: number;
+  lastUsed: number;
+  freeHeads: number[];
+}
+
+export interface UsedEntry {
+  id: number;
+  len: number;
+}
+
+export class VirtioMmioDriver {
+  negotiated = 0n;
+  readonly queues: DriverQueue[] = [];
+  private next: number;
+  private readonly end: number;
+
+  constructor(
+    private readonly regs: MmioRegisters,
+    private readonly memory: PhysMemory,
+    /** Guest-physical window the driver may use for rings and buffers. */
+    window: { base: bigint; size: bigint },
+  ) {
+    this.next = Number(window.base);
+    this.end = Number(window.base + window.size);
+  }
+
+  private rd(off: number): number {
+    return Number(this.regs.mmioRead(off, 4));
+  }
+  private wr(off: number, v: number): void {
+    this.regs.mmioWrite(off, 4, BigInt(v >>> 0));
+  }
+
+  deviceFeatures(): bigint {
+    this.wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+    const lo = BigInt(this.rd(VIRTIO_MMIO_DEVICE_FEATURES));
+    this.wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+    const hi = BigInt(this.rd(VIRTIO_MMIO_DEVICE_FEATURES));
+    return (hi << 32n) | lo;
+  }
+
+  /**
+   * The spec's initialization sequence: reset, ACKNOWLEDGE, DRIVER, feature negotiation (accept `wanted`
+   * ∩ offered), FEATURES_OK and its check, queue setup, DRIVER_OK. Returns the negotiated features.
+   */
+  init(wanted: bigint, queueSizes: readonly number[]): bigint {
+    if (this.rd(VIRTIO_MMIO_MAGIC_VALUE) !== VIRTIO_MMIO_MAGIC || this.rd(VIRTIO_MMIO_VERSION) !== 2) {
+      throw new VirtioDriverError('VDRV_NOT_VIRTIO', 'no virtio-mmio version 2 device here');
+    }
+    this.wr(VIRTIO_MMIO_STATUS, 0);
+    this.wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
+    this.wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    const accept = this.deviceFeatures() & wanted;
+    this.wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+    this.wr(VIRTIO_MMIO_DRIVER_FEATURES, Number(accept & 0xffffffffn));
+    this.wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    this.wr(VIRTIO_MMIO_DRIVER_FEATURES, Number(accept >> 32n));
+    const s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
+    this.wr(VIRTIO_MMIO_STATUS, s);
+    if (!(this.rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK)) {
+      throw new VirtioDriverError('VDRV_FEATURES_REFUSED', `device refused features ${hex(accept)}`);
+    }
+    this.negotiated = accept;
+    queueSizes.forEach((size, i) => this.setupQueue(i, size));
+    this.wr(VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_DRIVER_OK);
+    return accept;
+  }
+
+  private alloc(bytes: number, align: number): number {
+    const at = Math.ceil(this.next / align) * align;
+    if (at + bytes > this.end) throw new VirtioDriverError('VDRV_NO_MEMORY', 'driver window exhausted');
+    this.next = at + bytes;
+    this.memory.fill(BigInt(at), bytes, 0);
+    return at;
+  }
+
+  setupQueue(index: number, size: number, slotSize = 1024): DriverQueue {
+    this.wr(VIRTIO_MMIO_QUEUE_SEL, index);
+    const max = this.rd(VIRTIO_MMIO_QUEUE_NUM_MAX);
+    if (max === 0 || size > max) throw new VirtioDriverError('VDRV_QUEUE', `queue ${index}: size ${size}, max ${max}`);
+    const q: DriverQueue = {
+      index,
+      size,
+      desc: this.alloc(16 * size, 16),
+      avail: this.alloc(6 + 2 * size, 2),
+      used: this.alloc(6 + 8 * size, 4),
+      slots: this.alloc(slotSize * size, 16),
+      slotSize,
+      nextAvail: 0,
+      lastUsed: 0,
+      freeHeads: Array.from({ length: size }, (_, i) => size - 1 - i),
+    };
+    this.wr(VIRTIO_MMIO_QUEUE_NUM, size);
+    this.wr(VIRTIO_MMIO_QUEUE_DESC_LOW, q.desc);
+    this.wr(VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
+    this.wr(VIRTIO_MMIO_QUEUE_DRIVER_LOW, q.avail);
+    this.wr(VIRTIO_MMIO_QUEUE_DRIVER_HIGH, 0);
+    this.wr(VIRTIO_MMIO_QUEUE_DEVICE_LOW, q.used);
+    this.wr(VIRTIO_MMIO_QUEUE_DEVICE_HIGH, 0);
+    this.wr(VIRTIO_MMIO_QUEUE_READY, 1);
+    this.queues[index] = q;
+    return q;
+  }
+
+  /**
+   * Put a request on queue `qi`: one device-readable buffer holding `out` (if non-empty) and one
+   * device-writable buffer of `inLen` bytes (if non-zero), each in its descriptor's slot. Returns the head.
+   */
+  submit(qi: number, out: Uint8Array, inLen: number): number {
+    const q = this.queues[qi]!;
+    const parts: { data: Uint8Array | undefined; len: number; write: boolean }[] = [];
+    if (out.length > 0) parts.push({ data: out, len: out.length, write: false });
+    if (inLen > 0) parts.push({ data: undefined, len: inLen, write: true });
+    if (parts.length === 0 || q.freeHeads.length < parts.length) {
+      throw new VirtioDriverError('VDRV_QUEUE_FULL', `queue ${qi} has no room`);
+    }
+    const ids = parts.map(() => q.freeHeads.pop()!);
+    parts.forEach((p, i) => {
+      const id = ids[i]!;
+      if (p.len > q.slotSize) throw new VirtioDriverError('VDRV_BUFFER', `buffer of ${p.len} bytes exceeds slot ${q.slotSize}`);
+      const buf = q.slots + id * q.slotSize;
+      if (p.data) this.memory.writeBytesN(buf, p.data);
+      const d = q.desc + 16 * id;
+      this.memory.writeU32n(d, buf);
+      this.memory.writeU32n(d + 4, 0);
+      this.memory.writeU32n(d + 8, p.len);
+      const last = i === parts.length - 1;
+      this.memory.writeU16n(d + 12, (p.write ? VIRTQ_DESC_F_WRITE : 0) | (last ? 0 : VIRTQ_DESC_F_NEXT));
+      this.memory.writeU16n(d + 14, last ? 0 : ids[i + 1]!);
+    });
+    const head = ids[0]!;
+    this.memory.writeU16n(q.avail + 4 + 2 * (q.nextAvail % q.size), head);
+    q.nextAvail = (q.nextAvail + 1) & 0xffff;
+    this.memory.writeU16n(q.avail + 2, q.nextAvail);
+    return head;
+  }
+
+  kick(qi: number): void {
+    this.wr(VIRTIO_MMIO_QUEUE_NOTIFY, qi);
+  }
+
+  /** Used entries since the last call; their descriptors go back to the free list. */
+  reap(qi: number): UsedEntry[] {
+    const q = this.queues[qi]!;
+    const idx = this.memory.readU16n(q.used + 2);
+    const out: UsedEntry[] = [];
+    while (q.lastUsed !== idx) {
+      const e = q.used + 4 + 8 * (q.lastUsed % q.size);
+      const id = this.memory.readU32n(e);
+      out.push({ id, len: this.memory.readU32n(e + 4) });
+      this.freeChain(q, id);
+      q.lastUsed = (q.lastUsed + 1) & 0xffff;
+    }
+    if (this.negotiated & (1n << VIRTIO_F_EVENT_IDX)) this.memory.writeU16n(q.avail + 4 + 2 * q.size, q.lastUsed);
+    return out;
+  }
+
+  private freeChain(q: DriverQueue, head: number): void {
+    let id = head;
+    for (let n = 0; n < q.size; n++) {
+      q.freeHeads.push(id);
+      const d = q.desc + 16 * id;
+      if (!(this.memory.readU16n(d + 12) & VIRTQ_DESC_F_NEXT)) return;
+      id = this.memory.readU16n(d + 14);
+    }
+  }
+
+  /** The device-writable buffer of chain `head` (its second descriptor, or its first if it has one). */
+  writableOf(qi: number, head: number, len: number): Uint8Array {
+    const q = this.queues[qi]!;
+    let id = head;
+    for (let n = 0; n < q.size; n++) {
+      const d = q.desc + 16 * id;
+      const flags = this.memory.readU16n(d + 12);
+      if (flags & VIRTQ_DESC_F_WRITE) return this.memory.read(BigInt(this.memory.readU32n(d)), len);
+      if (!(flags & VIRTQ_DESC_F_NEXT)) break;
+      id = this.memory.readU16n(d + 14);
+    }
+    throw new VirtioDriverError('VDRV_NO_WRITABLE', `chain ${head} has no device-writable buffer`);
+  }
+
+  /** Submit, kick, and return what the device wrote (synchronous transports complete at the kick). */
+  request(qi: number, out: Uint8Array, inLen: number): { used: number; data: Uint8Array } {
+    const head = this.submit(qi, out, inLen);
+    const data = inLen > 0 ? this.writableOf(qi, head, inLen) : new Uint8Array(0);
+    this.kick(qi);
+    const done = this.reap(qi).find((u) => u.id === head);
+    if (!done) throw new VirtioDriverError('VDRV_NOT_COMPLETED', `request ${head} on queue ${qi} was not completed`);
+    return { used: done.len, data: inLen > 0 ? this.writableOf(qi, head, inLen) : data };
+  }
+
+  readConfig(offset: number, size: 1 | 2 | 4 | 8): bigint {
+    return this.regs.mmioRead(VIRTIO_MMIO_CONFIG + offset, size);
+  }
+  writeConfig(offset: number, size: 1 | 2 | 4 | 8, value: bigint): void {
+    this.regs.mmioWrite(VIRTIO_MMIO_CONFIG + offset, size, value);
+  }
+
+  ackInterrupts(): number {
+    const s = this.rd(VIRTIO_MMIO_INTERRUPT_STATUS);
+    this.wr(VIRTIO_MMIO_INTERRUPT_ACK, s);
+    return s;
+  }
+
+  status(): number {
+    return this.rd(VIRTIO_MMIO_STATUS);
+  }
+}

@@ -1,0 +1,5 @@
+export * from './constants.js';
+export * from './virtqueue.js';
+export * from './core.js';
+export * from './mmio.js';
+export * from './driver.js';
