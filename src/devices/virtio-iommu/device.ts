@@ -371,6 +371,13 @@ export class VirtioIommu implements VirtioDevice {
     return [...d.mappings].map((m) => ({ start: m.start, end: m.end, phys: m.value.phys, flags: m.value.flags }));
   }
 
+  /** Every domain with its endpoints and mappings, in id order: what a driver has built. */
+  snapshot(): { id: number; bypass: boolean; endpoints: number[]; mappings: { start: bigint; end: bigint; phys: bigint; flags: number }[] }[] {
+    return [...this.domains.values()]
+      .sort((a, b) => a.id - b.id)
+      .map((d) => ({ id: d.id, bypass: d.bypass, endpoints: [...d.endpoints].sort((a, b) => a - b), mappings: this.mappings(d.id) }));
+  }
+
   get domainCount(): number {
     return this.domains.size;
   }
