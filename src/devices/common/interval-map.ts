@@ -3,10 +3,14 @@
  * store behind virtio-iommu domains (one interval per MAP request) and any other "mapping" table a device
  * keeps.
  *
- * A treap (a binary search tree kept balanced by random priorities), so insert, remove-range and lookup are
- * O(log n) expected, whatever order the intervals arrive in. Range removal splits the tree around the range,
- * inspects the middle part and either drops it or glues everything back — nothing is changed unless the
- * whole request succeeds.
+ * A B+tree ordered by start: lookups, inserts and range removals are O(log n), and a lookup touches a
+ * handful of nodes whose keys sit in one contiguous typed array per node, which is what keeps it fast at
+ * 100k+ entries (a binary tree of objects chases a pointer, and misses the cache, per level). Keys are kept
+ * as 32-bit halves so comparisons never allocate. Removal is lazy: nodes are not merged, but an empty node
+ * is unlinked at once, so the tree never holds more nodes than its entries need.
+ *
+ * Every operation validates before it changes anything: `insert` refuses an overlap and `removeRange`
+ * refuses to split an interval, in both cases leaving the map untouched.
  */
 
 export interface Interval<V> {
@@ -16,75 +20,168 @@ export interface Interval<V> {
   readonly value: V;
 }
 
-class Node<V> implements Interval<V> {
-  left: Node<V> | null = null;
-  right: Node<V> | null = null;
-  constructor(
-    readonly start: bigint,
-    readonly end: bigint,
-    readonly value: V,
-    readonly prio: number,
-  ) {}
-}
-
 /** What `removeRange` found. */
 export type RemoveResult<V> =
   | { ok: true; removed: Interval<V>[] }
   /** An interval crosses the range's edge: removing it would split it. Nothing was removed. */
   | { ok: false; splits: Interval<V> };
 
+/** Entries per leaf and children per inner node. */
+const ORDER = 64;
+const TWO32 = 4294967296;
+const TWO53 = 1n << 53n;
+
+/** Leaf keys: per entry [start hi, start lo, end hi, end lo]. */
+const SH = 0;
+const SL = 1;
+const EH = 2;
+const EL = 3;
+
+class Leaf<V> {
+  count = 0;
+  readonly keys = new Uint32Array(ORDER * 4);
+  /** Values, by entry; intervals are rebuilt from the keys only on cold paths. */
+  readonly items: (V | undefined)[] = new Array<V | undefined>(ORDER).fill(undefined);
+  parent: Inner<V> | null = null;
+  prev: Leaf<V> | null = null;
+  next: Leaf<V> | null = null;
+}
+
+class Inner<V> {
+  count = 0;
+  /** Per child [hi, lo] of the smallest start it may hold (child 0's is unused). */
+  readonly keys = new Uint32Array(ORDER * 2);
+  readonly children: (Node<V> | undefined)[] = new Array<Node<V> | undefined>(ORDER).fill(undefined);
+  parent: Inner<V> | null = null;
+}
+
+type Node<V> = Leaf<V> | Inner<V>;
+
+/** A split key: bigint -> two halves, without allocating below 2^53. */
+const K = new Uint32Array(2);
+function splitKey(k: bigint): void {
+  if (k < TWO53) {
+    const d = Number(k);
+    K[0] = Math.floor(d / TWO32);
+    K[1] = d;
+  } else {
+    K[0] = Number(k >> 32n);
+    K[1] = Number(k & 0xffffffffn);
+  }
+}
+
+function join(h: number, l: number): bigint {
+  return h < 0x200000 ? BigInt(h * TWO32 + l) : (BigInt(h) << 32n) | BigInt(l);
+}
+
+/** (ah, al) <= (bh, bl) as unsigned 64-bit values. */
+function le(ah: number, al: number, bh: number, bl: number): boolean {
+  return ah < bh || (ah === bh && al <= bl);
+}
+
 export class IntervalMap<V> {
-  private root: Node<V> | null = null;
-  private count = 0;
-  private seed = 0x9e3779b9;
+  private root: Node<V> = new Leaf<V>();
+  private size_ = 0;
+  /** Position found by `floor` / `locate`: a leaf and an entry index (-1: before the leaf's first). */
+  private leaf: Leaf<V> = this.root as Leaf<V>;
+  private index = -1;
 
   get size(): number {
-    return this.count;
+    return this.size_;
   }
 
   /** The interval containing `addr`, if any. */
   lookup(addr: bigint): Interval<V> | undefined {
-    let n = this.root;
-    let best: Node<V> | null = null;
-    while (n !== null) {
-      if (n.start <= addr) {
-        best = n;
-        n = n.right;
-      } else {
-        n = n.left;
-      }
-    }
-    return best !== null && best.end >= addr ? best : undefined;
+    return this.find(addr) ? this.intervalHere() : undefined;
+  }
+
+  /**
+   * The hot form of `lookup`: the value of the interval containing `addr`, with its start available from
+   * `foundStart` until the next call. Allocates nothing for addresses below 2^53.
+   */
+  lookupValue(addr: bigint): V | undefined {
+    return this.find(addr) ? this.leaf.items[this.index] : undefined;
+  }
+
+  /** Start of the interval the last `lookupValue` found, as a number (exact below 2^53, else NaN). */
+  foundStartNumber(): number {
+    const h = this.leaf.keys[this.index * 4 + SH]!;
+    return h < 0x200000 ? h * TWO32 + this.leaf.keys[this.index * 4 + SL]! : NaN;
+  }
+
+  /** Start of the interval the last `lookupValue` found. */
+  foundStart(): bigint {
+    return join(this.leaf.keys[this.index * 4 + SH]!, this.leaf.keys[this.index * 4 + SL]!);
+  }
+
+  private find(addr: bigint): boolean {
+    splitKey(addr);
+    const h = K[0]!;
+    const l = K[1]!;
+    if (!this.floor(h, l)) return false;
+    const i = this.index * 4;
+    return le(h, l, this.leaf.keys[i + EH]!, this.leaf.keys[i + EL]!);
+  }
+
+  private intervalHere(): Interval<V> {
+    const k = this.leaf.keys;
+    const i = this.index * 4;
+    return { start: join(k[i + SH]!, k[i + SL]!), end: join(k[i + EH]!, k[i + EL]!), value: this.leaf.items[this.index]! };
   }
 
   /** The first interval that overlaps [start, end], if any. */
   firstOverlap(start: bigint, end: bigint): Interval<V> | undefined {
-    // The interval starting at or before `start` may reach into the range; otherwise the first one after.
-    let n = this.root;
-    let floor: Node<V> | null = null;
-    let ceil: Node<V> | null = null;
-    while (n !== null) {
-      if (n.start <= start) {
-        floor = n;
-        n = n.right;
-      } else {
-        ceil = n;
-        n = n.left;
-      }
+    splitKey(start);
+    const sh = K[0]!;
+    const sl = K[1]!;
+    if (this.floor(sh, sl)) {
+      const i = this.index * 4;
+      if (le(sh, sl, this.leaf.keys[i + EH]!, this.leaf.keys[i + EL]!)) return this.intervalHere();
     }
-    if (floor !== null && floor.end >= start) return floor;
-    if (ceil !== null && ceil.start <= end) return ceil;
-    return undefined;
+    // Otherwise the first interval starting after `start` overlaps if it starts at or before `end`.
+    if (!this.step()) return undefined;
+    splitKey(end);
+    const i = this.index * 4;
+    return le(this.leaf.keys[i + SH]!, this.leaf.keys[i + SL]!, K[0]!, K[1]!) ? this.intervalHere() : undefined;
   }
 
   /** Add [start, end] unless it overlaps an interval already present (then returns false, changes nothing). */
   insert(start: bigint, end: bigint, value: V): boolean {
     if (end < start) throw new RangeError('interval end before start');
-    if (this.firstOverlap(start, end) !== undefined) return false;
-    const node = new Node(start, end, value, this.nextPrio());
-    const [l, r] = split(this.root, start);
-    this.root = merge(merge(l, node), r);
-    this.count++;
+    splitKey(end);
+    const eh = K[0]!;
+    const el = K[1]!;
+    splitKey(start);
+    const sh = K[0]!;
+    const sl = K[1]!;
+    this.locate(sh, sl);
+    let leaf = this.leaf;
+    let at = this.index + 1;
+    // The interval before must end below `start`; the one after must start above `end`.
+    const prevLeaf = at > 0 ? leaf : leaf.prev;
+    const prevAt = at > 0 ? at - 1 : (prevLeaf?.count ?? 0) - 1;
+    if (prevLeaf !== null && prevAt >= 0 && le(sh, sl, prevLeaf.keys[prevAt * 4 + EH]!, prevLeaf.keys[prevAt * 4 + EL]!)) return false;
+    const nextLeaf = at < leaf.count ? leaf : leaf.next;
+    const nextAt = at < leaf.count ? at : 0;
+    if (nextLeaf !== null && nextAt < nextLeaf.count && le(nextLeaf.keys[nextAt * 4 + SH]!, nextLeaf.keys[nextAt * 4 + SL]!, eh, el)) return false;
+    if (leaf.count === ORDER) {
+      const right = this.splitLeaf(leaf);
+      if (at > leaf.count) {
+        at -= leaf.count;
+        leaf = right;
+      }
+    }
+    const c = leaf.count;
+    const k = leaf.keys;
+    k.copyWithin(at * 4 + 4, at * 4, c * 4);
+    for (let i = c; i > at; i--) leaf.items[i] = leaf.items[i - 1];
+    k[at * 4 + SH] = sh;
+    k[at * 4 + SL] = sl;
+    k[at * 4 + EH] = eh;
+    k[at * 4 + EL] = el;
+    leaf.items[at] = value;
+    leaf.count = c + 1;
+    this.size_++;
     return true;
   }
 
@@ -93,139 +190,239 @@ export class IntervalMap<V> {
    * request is refused and nothing is removed.
    */
   removeRange(start: bigint, end: bigint): RemoveResult<V> {
+    if (end < start) return { ok: true, removed: [] };
+    splitKey(end);
+    const eh = K[0]!;
+    const el = K[1]!;
+    splitKey(start);
+    const sh = K[0]!;
+    const sl = K[1]!;
+    // Only the last interval starting inside the range can reach past its end.
+    if (this.floor(eh, el)) {
+      const k = this.leaf.keys;
+      const i = this.index * 4;
+      if (le(sh, sl, k[i + SH]!, k[i + SL]!) && !le(k[i + EH]!, k[i + EL]!, eh, el)) return { ok: false, splits: this.intervalHere() };
+    }
     // An interval starting before the range but reaching into it would be split.
-    const before = this.floorNode(start - 1n);
-    if (start > 0n && before !== null && before.end >= start) return { ok: false, splits: before };
-    const [left, rest] = split(this.root, start);
-    const [middle, right] = end === (1n << 64n) - 1n ? [rest, null] : split(rest, end + 1n);
-    // Only the last interval inside can reach past `end`.
-    const last = maxNode(middle);
-    if (last !== null && last.end > end) {
-      this.root = merge(merge(left, middle), right);
-      return { ok: false, splits: last };
+    let any = this.floor(sh, sl);
+    if (any) {
+      const k = this.leaf.keys;
+      const i = this.index * 4;
+      if (!le(sh, sl, k[i + SH]!, k[i + SL]!)) {
+        if (le(sh, sl, k[i + EH]!, k[i + EL]!)) return { ok: false, splits: this.intervalHere() };
+        any = this.step();
+      }
+    } else {
+      any = this.first();
     }
     const removed: Interval<V>[] = [];
-    collect(middle, removed);
-    this.count -= removed.length;
-    this.root = merge(left, right);
+    // From the first interval starting at or after `start`, take every one starting at or before `end`.
+    while (any) {
+      const leaf = this.leaf;
+      const from = this.index;
+      let to = from;
+      while (to < leaf.count && le(leaf.keys[to * 4 + SH]!, leaf.keys[to * 4 + SL]!, eh, el)) {
+        this.index = to;
+        removed.push(this.intervalHere());
+        to++;
+      }
+      const next = to === leaf.count ? leaf.next : null;
+      if (to > from) this.removeFromLeaf(leaf, from, to);
+      if (next === null) break;
+      this.leaf = next;
+      this.index = 0;
+    }
+    this.size_ -= removed.length;
     return { ok: true, removed };
   }
 
   clear(): void {
-    this.root = null;
-    this.count = 0;
+    this.root = new Leaf<V>();
+    this.size_ = 0;
   }
 
   /** Every interval, in address order. */
   *[Symbol.iterator](): IterableIterator<Interval<V>> {
-    const stack: Node<V>[] = [];
-    let n = this.root;
-    while (n !== null || stack.length > 0) {
-      while (n !== null) {
-        stack.push(n);
-        n = n.left;
+    let leaf: Leaf<V> | null = this.firstLeaf();
+    while (leaf !== null) {
+      const k = leaf.keys;
+      for (let i = 0; i < leaf.count; i++) {
+        yield { start: join(k[i * 4 + SH]!, k[i * 4 + SL]!), end: join(k[i * 4 + EH]!, k[i * 4 + EL]!), value: leaf.items[i]! };
       }
-      const top = stack.pop()!;
-      yield top;
-      n = top.right;
+      leaf = leaf.next;
     }
   }
 
-  private floorNode(addr: bigint): Node<V> | null {
-    let n = this.root;
-    let best: Node<V> | null = null;
-    while (n !== null) {
-      if (n.start <= addr) {
-        best = n;
-        n = n.right;
+  // ---- search ---------------------------------------------------------------------------------
+
+  /** Set leaf / index to the last entry with start <= key in the leaf the key belongs to (-1: none). */
+  private locate(kh: number, kl: number): void {
+    let node = this.root;
+    while (node instanceof Inner) {
+      // Last child whose separator is <= key (child 0 has none).
+      const k = node.keys;
+      let lo = 1;
+      let hi = node.count - 1;
+      let pick = 0;
+      while (lo <= hi) {
+        const mid = (lo + hi) >> 1;
+        if (le(k[mid * 2]!, k[mid * 2 + 1]!, kh, kl)) {
+          pick = mid;
+          lo = mid + 1;
+        } else {
+          hi = mid - 1;
+        }
+      }
+      node = node.children[pick]!;
+    }
+    const k = node.keys;
+    let lo = 0;
+    let hi = node.count - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (le(k[mid * 4 + SH]!, k[mid * 4 + SL]!, kh, kl)) {
+        found = mid;
+        lo = mid + 1;
       } else {
-        n = n.left;
+        hi = mid - 1;
       }
     }
-    return best;
+    this.leaf = node;
+    this.index = found;
   }
 
-  /** xorshift32: deterministic priorities, so runs are reproducible. */
-  private nextPrio(): number {
-    let s = this.seed;
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    this.seed = s >>> 0;
-    return this.seed;
+  /** Position on the entry with the largest start <= key; false if there is none. */
+  private floor(kh: number, kl: number): boolean {
+    this.locate(kh, kl);
+    if (this.index >= 0) return true;
+    // Everything in this leaf starts after the key; the previous leaf's entries all lie below it.
+    const prev = this.leaf.prev;
+    if (prev === null || prev.count === 0) return false;
+    this.leaf = prev;
+    this.index = prev.count - 1;
+    return true;
   }
-}
 
-/** Split into (start < key, start >= key). Iterative, so deep trees cannot overflow the stack. */
-function split<V>(t: Node<V> | null, key: bigint): [Node<V> | null, Node<V> | null] {
-  // Build the two result trees by threading down the search path.
-  let leftRoot: Node<V> | null = null;
-  let rightRoot: Node<V> | null = null;
-  let leftTail: Node<V> | null = null; // rightmost spine of the left result, where the next piece hangs
-  let rightTail: Node<V> | null = null; // leftmost spine of the right result
-  let n = t;
-  while (n !== null) {
-    if (n.start < key) {
-      const next: Node<V> | null = n.right;
-      if (leftTail === null) leftRoot = n;
-      else leftTail.right = n;
-      leftTail = n;
-      n.right = null;
-      n = next;
-    } else {
-      const next: Node<V> | null = n.left;
-      if (rightTail === null) rightRoot = n;
-      else rightTail.left = n;
-      rightTail = n;
-      n.left = null;
-      n = next;
+  /** Move to the next entry; false at the end (the position is then meaningless). */
+  private step(): boolean {
+    if (this.index + 1 < this.leaf.count) {
+      this.index++;
+      return true;
+    }
+    const next = this.leaf.next;
+    if (next === null || next.count === 0) return false;
+    this.leaf = next;
+    this.index = 0;
+    return true;
+  }
+
+  /** Position on the first entry; false if the map is empty. */
+  private first(): boolean {
+    this.leaf = this.firstLeaf();
+    this.index = 0;
+    return this.leaf.count > 0;
+  }
+
+  private firstLeaf(): Leaf<V> {
+    let node = this.root;
+    while (node instanceof Inner) node = node.children[0]!;
+    return node;
+  }
+
+  // ---- structure ------------------------------------------------------------------------------
+
+  /** Move the upper half of a full leaf into a new right sibling; returns it. */
+  private splitLeaf(leaf: Leaf<V>): Leaf<V> {
+    const right = new Leaf<V>();
+    const half = ORDER >> 1;
+    const moved = leaf.count - half;
+    right.keys.set(leaf.keys.subarray(half * 4, leaf.count * 4));
+    for (let i = 0; i < moved; i++) {
+      right.items[i] = leaf.items[half + i];
+      leaf.items[half + i] = undefined;
+    }
+    right.count = moved;
+    leaf.count = half;
+    right.next = leaf.next;
+    if (right.next !== null) right.next.prev = right;
+    right.prev = leaf;
+    leaf.next = right;
+    this.insertChild(leaf, right, right.keys[SH]!, right.keys[SL]!);
+    return right;
+  }
+
+  /** Hang `right` just after `left` in their parent, with separator (kh, kl); split upward as needed. */
+  private insertChild(left: Node<V>, right: Node<V>, kh: number, kl: number): void {
+    let parent = left.parent;
+    if (parent === null) {
+      parent = new Inner<V>();
+      parent.children[0] = left;
+      parent.count = 1;
+      left.parent = parent;
+      this.root = parent;
+    }
+    let at = parent.children.indexOf(left) + 1;
+    if (parent.count === ORDER) {
+      const sibling = this.splitInner(parent);
+      if (at > parent.count) {
+        at -= parent.count;
+        parent = sibling;
+      }
+    }
+    parent.keys.copyWithin(at * 2 + 2, at * 2, parent.count * 2);
+    for (let i = parent.count; i > at; i--) parent.children[i] = parent.children[i - 1];
+    parent.keys[at * 2] = kh;
+    parent.keys[at * 2 + 1] = kl;
+    parent.children[at] = right;
+    parent.count++;
+    right.parent = parent;
+  }
+
+  private splitInner(node: Inner<V>): Inner<V> {
+    const right = new Inner<V>();
+    const half = ORDER >> 1;
+    const moved = node.count - half;
+    right.keys.set(node.keys.subarray(half * 2, node.count * 2));
+    for (let i = 0; i < moved; i++) {
+      const child = node.children[half + i]!;
+      right.children[i] = child;
+      child.parent = right;
+      node.children[half + i] = undefined;
+    }
+    right.count = moved;
+    node.count = half;
+    this.insertChild(node, right, right.keys[0]!, right.keys[1]!);
+    return right;
+  }
+
+  /** Drop entries [from, to) of a leaf; unlink the leaf if it empties. */
+  private removeFromLeaf(leaf: Leaf<V>, from: number, to: number): void {
+    const n = to - from;
+    leaf.keys.copyWithin(from * 4, to * 4, leaf.count * 4);
+    for (let i = from; i < leaf.count - n; i++) leaf.items[i] = leaf.items[i + n];
+    for (let i = leaf.count - n; i < leaf.count; i++) leaf.items[i] = undefined;
+    leaf.count -= n;
+    if (leaf.count === 0 && leaf.parent !== null) {
+      if (leaf.prev !== null) leaf.prev.next = leaf.next;
+      if (leaf.next !== null) leaf.next.prev = leaf.prev;
+      this.removeChild(leaf.parent, leaf);
     }
   }
-  return [leftRoot, rightRoot];
-}
 
-/** Merge two treaps where every start in `a` is below every start in `b`. Iterative. */
-function merge<V>(a: Node<V> | null, b: Node<V> | null): Node<V> | null {
-  let root: Node<V> | null = null;
-  let parent: Node<V> | null = null;
-  let rightSide = false; // which child slot of `parent` the next piece fills
-  let x = a;
-  let y = b;
-  for (;;) {
-    const pick: Node<V> | null = x === null ? y : y === null ? x : x.prio >= y.prio ? x : y;
-    if (parent === null) root = pick;
-    else if (rightSide) parent.right = pick;
-    else parent.left = pick;
-    if (x === null || y === null || pick === null) return root;
-    parent = pick;
-    if (pick === x) {
-      // x stays on top; its right subtree merges with y.
-      rightSide = true;
-      x = x.right;
-    } else {
-      // y stays on top; x merges with its left subtree.
-      rightSide = false;
-      y = y.left;
+  private removeChild(parent: Inner<V>, child: Node<V>): void {
+    const at = parent.children.indexOf(child);
+    parent.keys.copyWithin(at * 2, at * 2 + 2, parent.count * 2);
+    for (let i = at; i < parent.count - 1; i++) parent.children[i] = parent.children[i + 1];
+    parent.children[parent.count - 1] = undefined;
+    parent.count--;
+    if (parent.count === 0) {
+      if (parent.parent !== null) this.removeChild(parent.parent, parent);
+      else this.clear();
+    } else if (parent.parent === null && parent.count === 1) {
+      // A root with one child hands the root over.
+      this.root = parent.children[0]!;
+      this.root.parent = null;
     }
-  }
-}
-
-function maxNode<V>(t: Node<V> | null): Node<V> | null {
-  if (t === null) return null;
-  while (t.right !== null) t = t.right;
-  return t;
-}
-
-function collect<V>(t: Node<V> | null, out: Interval<V>[]): void {
-  const stack: Node<V>[] = [];
-  let n = t;
-  while (n !== null || stack.length > 0) {
-    while (n !== null) {
-      stack.push(n);
-      n = n.left;
-    }
-    const top = stack.pop()!;
-    out.push(top);
-    n = top.right;
   }
 }

@@ -16,7 +16,7 @@
  * leaves the endpoint detached.
  */
 import { ViommuError, hex } from '../../errors.js';
-import { U64_MAX } from '../../mem/addr.js';
+import { MAX_EXACT, U64_MAX } from '../../mem/addr.js';
 import type { TraceSink } from '../../trace/catalog.js';
 import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1 } from '../../virtio/constants.js';
 import type { VirtioContext, VirtioDevice } from '../../virtio/core.js';
@@ -131,7 +131,8 @@ export interface TranslateAccess {
 }
 
 export type TranslateResult =
-  | { ok: true; addr: bigint; bypass: boolean; /** the mapping or region that applied: [start, end] */ start: bigint; end: bigint }
+  /** `bypass`: the address went through untranslated (bypass, a bypass domain, or an MSI region). */
+  | { ok: true; addr: bigint; bypass: boolean }
   | { ok: false; reason: number; flags: number; endpoint: number; address: bigint };
 
 export interface VirtioIommuStats {
@@ -149,8 +150,12 @@ export interface VirtioIommuStats {
 
 interface Mapping {
   phys: bigint;
+  /** `phys` as a number when exact (below 2^53), else NaN: the translation fast path. */
+  physNum: number;
   flags: number;
 }
+
+const MAX_EXACT_BIG = 1n << 53n;
 
 interface Domain {
   id: number;
@@ -398,32 +403,38 @@ export class VirtioIommu implements VirtioDevice {
     this.trace?.({ name: 'virtio_iommu_translate', args: { mr: '', rid: endpoint, addr: iova, flag: flag as 0 | 1 | 2 | 3 } });
     const ep = this.endpoints.get(endpoint);
     if (ep === undefined) {
-      if (this.unattachedBypass()) return { ok: true, addr: iova, bypass: true, start: 0n, end: U64_MAX };
+      if (this.unattachedBypass()) return { ok: true, addr: iova, bypass: true };
       return this.fault(VIRTIO_IOMMU_FAULT_R_UNKNOWN, VIRTIO_IOMMU_FAULT_F_ADDRESS, endpoint, iova);
     }
     for (const r of ep.regions) {
       if (iova >= r.start && iova <= r.end) {
-        if (r.subtype === 'msi') return { ok: true, addr: iova, bypass: true, start: r.start, end: r.end };
+        if (r.subtype === 'msi') return { ok: true, addr: iova, bypass: true };
         return this.fault(VIRTIO_IOMMU_FAULT_R_MAPPING, VIRTIO_IOMMU_FAULT_F_ADDRESS, endpoint, iova);
       }
     }
     const domain = ep.domain;
     if (domain === undefined) {
       // spec: unattached endpoints not in bypass should not reach memory.
-      if (this.unattachedBypass()) return { ok: true, addr: iova, bypass: true, start: 0n, end: U64_MAX };
+      if (this.unattachedBypass()) return { ok: true, addr: iova, bypass: true };
       return this.fault(VIRTIO_IOMMU_FAULT_R_DOMAIN, VIRTIO_IOMMU_FAULT_F_ADDRESS, endpoint, iova);
     }
-    if (domain.bypass) return { ok: true, addr: iova, bypass: true, start: 0n, end: U64_MAX };
-    const m = domain.mappings.lookup(iova);
+    if (domain.bypass) return { ok: true, addr: iova, bypass: true };
+    const m = domain.mappings.lookupValue(iova);
     if (m === undefined) return this.fault(VIRTIO_IOMMU_FAULT_R_MAPPING, VIRTIO_IOMMU_FAULT_F_ADDRESS, endpoint, iova);
     // spec: writes MUST NOT be allowed without WRITE; a write-only mapping MAY permit reads (we do not).
     let denied = 0;
-    if (access.read && !(m.value.flags & VIRTIO_IOMMU_MAP_F_READ)) denied |= VIRTIO_IOMMU_FAULT_F_READ;
-    if (access.write && !(m.value.flags & VIRTIO_IOMMU_MAP_F_WRITE)) denied |= VIRTIO_IOMMU_FAULT_F_WRITE;
+    if (access.read && !(m.flags & VIRTIO_IOMMU_MAP_F_READ)) denied |= VIRTIO_IOMMU_FAULT_F_READ;
+    if (access.write && !(m.flags & VIRTIO_IOMMU_MAP_F_WRITE)) denied |= VIRTIO_IOMMU_FAULT_F_WRITE;
     if (denied) return this.fault(VIRTIO_IOMMU_FAULT_R_MAPPING, denied | VIRTIO_IOMMU_FAULT_F_ADDRESS, endpoint, iova);
-    const addr = BigInt.asUintN(64, iova - m.start + m.value.phys);
+    // Below 2^53 everything is an exact number: one bigint for the result instead of three.
+    const start = domain.mappings.foundStartNumber();
+    const out = start + m.physNum;
+    const addr =
+      out < MAX_EXACT && iova < MAX_EXACT_BIG
+        ? BigInt(Number(iova) - start + m.physNum)
+        : BigInt.asUintN(64, iova - domain.mappings.foundStart() + m.phys);
     this.trace?.({ name: 'virtio_iommu_translate_out', args: { virt_addr: iova, phys_addr: addr, sid: endpoint } });
-    return { ok: true, addr, bypass: false, start: m.start, end: m.end };
+    return { ok: true, addr, bypass: false };
   }
 
   private unattachedBypass(): boolean {
@@ -640,7 +651,7 @@ export class VirtioIommu implements VirtioDevice {
     // spec: overlap with a RESV_MEM region of an endpoint in the domain -> reject (SHOULD).
     if (spec && this.overlapsReserved(domain, virtStart, virtEnd)) return VIRTIO_IOMMU_S_INVAL;
     if (domain.mappings.size >= this.maxMappings) return VIRTIO_IOMMU_S_NOMEM;
-    domain.mappings.insert(virtStart, virtEnd, { phys: physStart, flags });
+    domain.mappings.insert(virtStart, virtEnd, { phys: physStart, physNum: physStart < MAX_EXACT_BIG ? Number(physStart) : NaN, flags });
     this.trace?.({ name: 'virtio_iommu_map', args: { domain: domainId, virt_start: virtStart, virt_end: virtEnd, phys_start: physStart, flags } });
     return VIRTIO_IOMMU_S_OK;
   }
