@@ -1,7 +1,8 @@
 /**
- * The driver side of virtio over MMIO registers: the initialization sequence, split rings in guest memory,
- * and request submission. Guests use it to talk to devices exactly as a kernel driver would (registers and
- * memory only); tests use it to drive devices the same way.
+ * The driver side of virtio: the initialization sequence, split rings in guest memory, and request
+ * submission, over either transport (virtio-mmio registers, or virtio-pci configuration space and BAR).
+ * Guests use it to talk to devices exactly as a kernel driver would (registers and memory only); tests use
+ * it to drive devices the same way.
  *
  * Memory: the driver owns a window of guest memory. Each queue gets its rings and one fixed buffer slot per
  * descriptor, so a request's buffers need no allocator.
@@ -68,14 +69,94 @@ export interface UsedEntry {
   len: number;
 }
 
-export class VirtioMmioDriver {
+/** What the generic driver needs from a transport. */
+export interface DriverTransport {
+  /** Throws unless a modern virtio device answers. */
+  probe(): void;
+  readStatus(): number;
+  writeStatus(v: number): void;
+  deviceFeatures(): bigint;
+  writeDriverFeatures(f: bigint): void;
+  queueMax(index: number): number;
+  setupQueue(index: number, size: number, desc: number, avail: number, used: number): void;
+  notify(index: number): void;
+  readConfig(offset: number, size: 1 | 2 | 4 | 8): bigint;
+  writeConfig(offset: number, size: 1 | 2 | 4 | 8, value: bigint): void;
+  /** Read and acknowledge the interrupt status. */
+  ackInterrupts(): number;
+}
+
+/** virtio-mmio registers. */
+export class MmioDriverTransport implements DriverTransport {
+  constructor(private readonly regs: MmioRegisters) {}
+  private rd(off: number): number {
+    return Number(this.regs.mmioRead(off, 4));
+  }
+  private wr(off: number, v: number): void {
+    this.regs.mmioWrite(off, 4, BigInt(v >>> 0));
+  }
+  probe(): void {
+    if (this.rd(VIRTIO_MMIO_MAGIC_VALUE) !== VIRTIO_MMIO_MAGIC || this.rd(VIRTIO_MMIO_VERSION) !== 2) {
+      throw new VirtioDriverError('VDRV_NOT_VIRTIO', 'no virtio-mmio version 2 device here');
+    }
+  }
+  readStatus(): number {
+    return this.rd(VIRTIO_MMIO_STATUS);
+  }
+  writeStatus(v: number): void {
+    this.wr(VIRTIO_MMIO_STATUS, v);
+  }
+  deviceFeatures(): bigint {
+    this.wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+    const lo = BigInt(this.rd(VIRTIO_MMIO_DEVICE_FEATURES));
+    this.wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+    return (BigInt(this.rd(VIRTIO_MMIO_DEVICE_FEATURES)) << 32n) | lo;
+  }
+  writeDriverFeatures(f: bigint): void {
+    this.wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+    this.wr(VIRTIO_MMIO_DRIVER_FEATURES, Number(f & 0xffffffffn));
+    this.wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    this.wr(VIRTIO_MMIO_DRIVER_FEATURES, Number(f >> 32n));
+  }
+  queueMax(index: number): number {
+    this.wr(VIRTIO_MMIO_QUEUE_SEL, index);
+    return this.rd(VIRTIO_MMIO_QUEUE_NUM_MAX);
+  }
+  setupQueue(index: number, size: number, desc: number, avail: number, used: number): void {
+    this.wr(VIRTIO_MMIO_QUEUE_SEL, index);
+    this.wr(VIRTIO_MMIO_QUEUE_NUM, size);
+    this.wr(VIRTIO_MMIO_QUEUE_DESC_LOW, desc);
+    this.wr(VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
+    this.wr(VIRTIO_MMIO_QUEUE_DRIVER_LOW, avail);
+    this.wr(VIRTIO_MMIO_QUEUE_DRIVER_HIGH, 0);
+    this.wr(VIRTIO_MMIO_QUEUE_DEVICE_LOW, used);
+    this.wr(VIRTIO_MMIO_QUEUE_DEVICE_HIGH, 0);
+    this.wr(VIRTIO_MMIO_QUEUE_READY, 1);
+  }
+  notify(index: number): void {
+    this.wr(VIRTIO_MMIO_QUEUE_NOTIFY, index);
+  }
+  readConfig(offset: number, size: 1 | 2 | 4 | 8): bigint {
+    return this.regs.mmioRead(VIRTIO_MMIO_CONFIG + offset, size);
+  }
+  writeConfig(offset: number, size: 1 | 2 | 4 | 8, value: bigint): void {
+    this.regs.mmioWrite(VIRTIO_MMIO_CONFIG + offset, size, value);
+  }
+  ackInterrupts(): number {
+    const s = this.rd(VIRTIO_MMIO_INTERRUPT_STATUS);
+    this.wr(VIRTIO_MMIO_INTERRUPT_ACK, s);
+    return s;
+  }
+}
+
+export class VirtioDriver {
   negotiated = 0n;
   readonly queues: DriverQueue[] = [];
   private next: number;
   private readonly end: number;
 
   constructor(
-    private readonly regs: MmioRegisters,
+    readonly transport: DriverTransport,
     private readonly memory: PhysMemory,
     /** Guest-physical window the driver may use for rings and buffers. */
     window: { base: bigint; size: bigint },
@@ -84,19 +165,8 @@ export class VirtioMmioDriver {
     this.end = Number(window.base + window.size);
   }
 
-  private rd(off: number): number {
-    return Number(this.regs.mmioRead(off, 4));
-  }
-  private wr(off: number, v: number): void {
-    this.regs.mmioWrite(off, 4, BigInt(v >>> 0));
-  }
-
   deviceFeatures(): bigint {
-    this.wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
-    const lo = BigInt(this.rd(VIRTIO_MMIO_DEVICE_FEATURES));
-    this.wr(VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
-    const hi = BigInt(this.rd(VIRTIO_MMIO_DEVICE_FEATURES));
-    return (hi << 32n) | lo;
+    return this.transport.deviceFeatures();
   }
 
   /**
@@ -104,25 +174,21 @@ export class VirtioMmioDriver {
    * ∩ offered), FEATURES_OK and its check, queue setup, DRIVER_OK. Returns the negotiated features.
    */
   init(wanted: bigint, queueSizes: readonly number[]): bigint {
-    if (this.rd(VIRTIO_MMIO_MAGIC_VALUE) !== VIRTIO_MMIO_MAGIC || this.rd(VIRTIO_MMIO_VERSION) !== 2) {
-      throw new VirtioDriverError('VDRV_NOT_VIRTIO', 'no virtio-mmio version 2 device here');
-    }
-    this.wr(VIRTIO_MMIO_STATUS, 0);
-    this.wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE);
-    this.wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-    const accept = this.deviceFeatures() & wanted;
-    this.wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-    this.wr(VIRTIO_MMIO_DRIVER_FEATURES, Number(accept & 0xffffffffn));
-    this.wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-    this.wr(VIRTIO_MMIO_DRIVER_FEATURES, Number(accept >> 32n));
+    const t = this.transport;
+    t.probe();
+    t.writeStatus(0);
+    t.writeStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE);
+    t.writeStatus(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    const accept = t.deviceFeatures() & wanted;
+    t.writeDriverFeatures(accept);
     const s = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK;
-    this.wr(VIRTIO_MMIO_STATUS, s);
-    if (!(this.rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_FEATURES_OK)) {
+    t.writeStatus(s);
+    if (!(t.readStatus() & VIRTIO_CONFIG_S_FEATURES_OK)) {
       throw new VirtioDriverError('VDRV_FEATURES_REFUSED', `device refused features ${hex(accept)}`);
     }
     this.negotiated = accept;
     queueSizes.forEach((size, i) => this.setupQueue(i, size));
-    this.wr(VIRTIO_MMIO_STATUS, s | VIRTIO_CONFIG_S_DRIVER_OK);
+    t.writeStatus(s | VIRTIO_CONFIG_S_DRIVER_OK);
     return accept;
   }
 
@@ -135,8 +201,7 @@ export class VirtioMmioDriver {
   }
 
   setupQueue(index: number, size: number, slotSize = 1024): DriverQueue {
-    this.wr(VIRTIO_MMIO_QUEUE_SEL, index);
-    const max = this.rd(VIRTIO_MMIO_QUEUE_NUM_MAX);
+    const max = this.transport.queueMax(index);
     if (max === 0 || size > max) throw new VirtioDriverError('VDRV_QUEUE', `queue ${index}: size ${size}, max ${max}`);
     const q: DriverQueue = {
       index,
@@ -150,14 +215,7 @@ export class VirtioMmioDriver {
       lastUsed: 0,
       freeHeads: Array.from({ length: size }, (_, i) => size - 1 - i),
     };
-    this.wr(VIRTIO_MMIO_QUEUE_NUM, size);
-    this.wr(VIRTIO_MMIO_QUEUE_DESC_LOW, q.desc);
-    this.wr(VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
-    this.wr(VIRTIO_MMIO_QUEUE_DRIVER_LOW, q.avail);
-    this.wr(VIRTIO_MMIO_QUEUE_DRIVER_HIGH, 0);
-    this.wr(VIRTIO_MMIO_QUEUE_DEVICE_LOW, q.used);
-    this.wr(VIRTIO_MMIO_QUEUE_DEVICE_HIGH, 0);
-    this.wr(VIRTIO_MMIO_QUEUE_READY, 1);
+    this.transport.setupQueue(index, size, q.desc, q.avail, q.used);
     this.queues[index] = q;
     return q;
   }
@@ -198,7 +256,7 @@ export class VirtioMmioDriver {
   }
 
   kick(qi: number): void {
-    this.wr(VIRTIO_MMIO_QUEUE_NOTIFY, qi);
+    this.transport.notify(qi);
   }
 
   /** Used entries since the last call; their descriptors go back to the free list. */
@@ -252,19 +310,138 @@ export class VirtioMmioDriver {
   }
 
   readConfig(offset: number, size: 1 | 2 | 4 | 8): bigint {
-    return this.regs.mmioRead(VIRTIO_MMIO_CONFIG + offset, size);
+    return this.transport.readConfig(offset, size);
   }
   writeConfig(offset: number, size: 1 | 2 | 4 | 8, value: bigint): void {
-    this.regs.mmioWrite(VIRTIO_MMIO_CONFIG + offset, size, value);
+    this.transport.writeConfig(offset, size, value);
   }
-
   ackInterrupts(): number {
-    const s = this.rd(VIRTIO_MMIO_INTERRUPT_STATUS);
-    this.wr(VIRTIO_MMIO_INTERRUPT_ACK, s);
-    return s;
+    return this.transport.ackInterrupts();
+  }
+  status(): number {
+    return this.transport.readStatus();
+  }
+}
+
+/** The generic driver over virtio-mmio registers. */
+export class VirtioMmioDriver extends VirtioDriver {
+  constructor(regs: MmioRegisters, memory: PhysMemory, window: { base: bigint; size: bigint }) {
+    super(new MmioDriverTransport(regs), memory, window);
+  }
+}
+
+/** A PCI function as a driver reaches it: configuration space and BARs. */
+export interface PciFunction {
+  pciConfigRead(offset: number, size: 1 | 2 | 4): number;
+  pciConfigWrite(offset: number, size: 1 | 2 | 4, value: number): void;
+  barRead(bar: number, offset: number, size: 1 | 2 | 4 | 8): bigint;
+  barWrite(bar: number, offset: number, size: 1 | 2 | 4 | 8, value: bigint): void;
+}
+
+interface CapWindow {
+  bar: number;
+  offset: number;
+}
+
+/**
+ * virtio-pci (modern): finds the virtio capabilities by walking the capability list, enables memory
+ * decoding and bus mastering, and programs the common configuration structure.
+ */
+export class PciDriverTransport implements DriverTransport {
+  private common: CapWindow | undefined;
+  private notifyCap: CapWindow | undefined;
+  private notifyMultiplier = 0;
+  private isr: CapWindow | undefined;
+  private device: CapWindow | undefined;
+
+  constructor(private readonly pci: PciFunction) {}
+
+  probe(): void {
+    const vendor = this.pci.pciConfigRead(0x00, 2);
+    const id = this.pci.pciConfigRead(0x02, 2);
+    if (vendor !== 0x1af4 || id < 0x1040 || id > 0x107f) {
+      throw new VirtioDriverError('VDRV_NOT_VIRTIO', `PCI ${hex(vendor)}:${hex(id)} is not a modern virtio device`);
+    }
+    let cap = (this.pci.pciConfigRead(0x06, 2) & 0x10) !== 0 ? this.pci.pciConfigRead(0x34, 1) & 0xfc : 0;
+    for (let hops = 0; cap !== 0 && hops < 48; hops++) {
+      if (this.pci.pciConfigRead(cap, 1) === 0x09) {
+        const type = this.pci.pciConfigRead(cap + 3, 1);
+        const w = { bar: this.pci.pciConfigRead(cap + 4, 1), offset: this.pci.pciConfigRead(cap + 8, 4) };
+        if (type === 1 && !this.common) this.common = w;
+        if (type === 2 && !this.notifyCap) {
+          this.notifyCap = w;
+          this.notifyMultiplier = this.pci.pciConfigRead(cap + 16, 4);
+        }
+        if (type === 3 && !this.isr) this.isr = w;
+        if (type === 4 && !this.device) this.device = w;
+      }
+      cap = this.pci.pciConfigRead(cap + 1, 1) & 0xfc;
+    }
+    if (!this.common || !this.notifyCap || !this.isr) throw new VirtioDriverError('VDRV_NO_CAPS', 'virtio-pci capabilities missing');
+    // Memory space and bus master.
+    this.pci.pciConfigWrite(0x04, 2, this.pci.pciConfigRead(0x04, 2) | 0x6);
   }
 
-  status(): number {
-    return this.rd(VIRTIO_MMIO_STATUS);
+  private c(off: number, size: 1 | 2 | 4): number {
+    return Number(this.pci.barRead(this.common!.bar, this.common!.offset + off, size));
+  }
+  private cw(off: number, size: 1 | 2 | 4, v: number): void {
+    this.pci.barWrite(this.common!.bar, this.common!.offset + off, size, BigInt(v >>> 0));
+  }
+
+  readStatus(): number {
+    return this.c(20, 1);
+  }
+  writeStatus(v: number): void {
+    this.cw(20, 1, v);
+  }
+  deviceFeatures(): bigint {
+    this.cw(0, 4, 0);
+    const lo = BigInt(this.c(4, 4));
+    this.cw(0, 4, 1);
+    return (BigInt(this.c(4, 4)) << 32n) | lo;
+  }
+  writeDriverFeatures(f: bigint): void {
+    this.cw(8, 4, 0);
+    this.cw(12, 4, Number(f & 0xffffffffn));
+    this.cw(8, 4, 1);
+    this.cw(12, 4, Number(f >> 32n));
+  }
+  queueMax(index: number): number {
+    if (index >= this.c(18, 2)) return 0;
+    this.cw(22, 2, index);
+    return this.c(24, 2);
+  }
+  setupQueue(index: number, size: number, desc: number, avail: number, used: number): void {
+    this.cw(22, 2, index);
+    this.cw(24, 2, size);
+    this.cw(32, 4, desc);
+    this.cw(36, 4, 0);
+    this.cw(40, 4, avail);
+    this.cw(44, 4, 0);
+    this.cw(48, 4, used);
+    this.cw(52, 4, 0);
+    this.cw(28, 2, 1);
+  }
+  notify(index: number): void {
+    this.cw(22, 2, index);
+    const off = this.c(30, 2);
+    this.pci.barWrite(this.notifyCap!.bar, this.notifyCap!.offset + off * this.notifyMultiplier, 2, BigInt(index));
+  }
+  readConfig(offset: number, size: 1 | 2 | 4 | 8): bigint {
+    return this.device ? this.pci.barRead(this.device.bar, this.device.offset + offset, size) : 0n;
+  }
+  writeConfig(offset: number, size: 1 | 2 | 4 | 8, value: bigint): void {
+    if (this.device) this.pci.barWrite(this.device.bar, this.device.offset + offset, size, value);
+  }
+  ackInterrupts(): number {
+    return Number(this.pci.barRead(this.isr!.bar, this.isr!.offset, 1));
+  }
+}
+
+/** The generic driver over virtio-pci. */
+export class VirtioPciDriver extends VirtioDriver {
+  constructor(pci: PciFunction, memory: PhysMemory, window: { base: bigint; size: bigint }) {
+    super(new PciDriverTransport(pci), memory, window);
   }
 }
