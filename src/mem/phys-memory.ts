@@ -23,6 +23,8 @@ export const CHUNK_SHIFT = 16;
 export const CHUNK_SIZE = 1 << CHUNK_SHIFT;
 export const CHUNK_MASK = CHUNK_SIZE - 1;
 const REGION_BYTES = 2 ** 32;
+/** Copies up to this size go byte by byte instead of through a fresh typed-array view. */
+const SMALL_COPY = 64;
 const CHUNKS_PER_REGION = REGION_BYTES / CHUNK_SIZE;
 
 /** Physical addresses in every format we model are at most 52 bits, so memory is too. */
@@ -159,6 +161,13 @@ export class PhysMemory {
 
   /** Copy `len` bytes at `pa` into `dst` at `dstOffset`. */
   readBytesN(pa: number, dst: Uint8Array, dstOffset = 0, len = dst.length - dstOffset): void {
+    const o = pa & CHUNK_MASK;
+    if (len <= SMALL_COPY && o + len <= CHUNK_SIZE) {
+      // Requests and ring entries are small: a byte loop beats creating a view per copy.
+      const c = this.chunkAt(pa);
+      for (let i = 0; i < len; i++) dst[dstOffset + i] = c.getUint8(o + i);
+      return;
+    }
     let done = 0;
     while (done < len) {
       const at = pa + done;
@@ -173,6 +182,12 @@ export class PhysMemory {
 
   /** Copy `src` (or `len` bytes of it from `srcOffset`) to `pa`. */
   writeBytesN(pa: number, src: Uint8Array, srcOffset = 0, len = src.length - srcOffset): void {
+    const o = pa & CHUNK_MASK;
+    if (len <= SMALL_COPY && o + len <= CHUNK_SIZE) {
+      const c = this.writableChunkAt(pa);
+      for (let i = 0; i < len; i++) c.setUint8(o + i, src[srcOffset + i]!);
+      return;
+    }
     let done = 0;
     while (done < len) {
       const at = pa + done;
@@ -243,6 +258,18 @@ export class PhysMemory {
     const pa = this.check(addr, n);
     checkedUint(byte, 8);
     this.refuseMmio(pa, n);
+    this.fillN(pa, n, byte);
+  }
+
+  /** `fill` for a range the caller checked. */
+  fillN(pa: number, n: number, byte: number): void {
+    const o = pa & CHUNK_MASK;
+    if (n <= SMALL_COPY && o + n <= CHUNK_SIZE) {
+      const c = byte === 0 ? this.chunkAt(pa) : this.writableChunkAt(pa);
+      if (c === ZERO_CHUNK) return;
+      for (let i = 0; i < n; i++) c.setUint8(o + i, byte);
+      return;
+    }
     let done = 0;
     while (done < n) {
       const at = pa + done;

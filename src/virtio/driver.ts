@@ -239,7 +239,7 @@ export class VirtioDriver {
       const buf = q.slots + id * q.slotSize;
       // Writable buffers start zeroed, so what the device did not write reads as zero.
       if (p.data) this.memory.writeBytesN(buf, p.data);
-      else this.memory.fill(BigInt(buf), p.len, 0);
+      else this.memory.fillN(buf, p.len, 0);
       const d = q.desc + 16 * id;
       this.memory.writeU32n(d, buf);
       this.memory.writeU32n(d + 4, 0);
