@@ -9,3 +9,4 @@ export * from './virtio/index.js';
 export * from './devices/virtio-iommu/index.js';
 export { IntervalMap, type Interval } from './devices/common/interval-map.js';
 export * from './trace/index.js';
+export * from './workload/index.js';

@@ -28,3 +28,13 @@ describe('viommu pgtable', () => {
     assert.throws(() => parsePgtableArgs(['--format', 'nope']), /--format must be one of/);
   });
 });
+
+describe('viommu replay-trace', () => {
+  it('replays the bundled real-guest trace in full agreement', async () => {
+    const { runReplay } = await import('./replay-cmd.js');
+    const out = runReplay([]);
+    assert.match(out, /8626\/8626 traced outputs matched/);
+    assert.match(out, /agreement: complete/);
+    assert.throws(() => runReplay(['--profile', 'nope']), /--profile/);
+  });
+});

@@ -1,0 +1,1 @@
+export * from './virtio-iommu-replay.js';
