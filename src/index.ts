@@ -10,3 +10,4 @@ export * from './devices/virtio-iommu/index.js';
 export { IntervalMap, type Interval } from './devices/common/interval-map.js';
 export * from './trace/index.js';
 export * from './workload/index.js';
+export * from './firmware/index.js';

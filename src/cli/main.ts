@@ -6,6 +6,7 @@ import { ViommuError } from '../errors.js';
 import { CliError } from './args.js';
 import { PGTABLE_HELP, runPgtable } from './pgtable-cmd.js';
 import { REPLAY_HELP, runReplay } from './replay-cmd.js';
+import { FIRMWARE_HELP, runFirmware } from './firmware-cmd.js';
 
 const HELP = `viommu — virtual IOMMUs, their page tables and firmware, as a lab, a library and a checker
 
@@ -16,7 +17,8 @@ Commands:
              memory and walk it as the hardware does
   replay-trace  replay a QEMU virtio-iommu trace of a real guest against viommu's virtio-iommu and
              compare every request and translation
-  demo       both of the above on built-in examples (what \`npm start\` runs)
+  firmware   write ACPI VIOT/DMAR/IORT and a device tree for a machine description, or decode one
+  demo       both of the first two on built-in examples (what \`npm start\` runs)
   help [cmd] this text, or a command's options
 
 Run 'viommu <command> --help' for a command's options.`;
@@ -24,6 +26,7 @@ Run 'viommu <command> --help' for a command's options.`;
 const COMMANDS: Record<string, { help: string; run: (argv: string[]) => string }> = {
   pgtable: { help: PGTABLE_HELP, run: runPgtable },
   'replay-trace': { help: REPLAY_HELP, run: runReplay },
+  firmware: { help: FIRMWARE_HELP, run: runFirmware },
   demo: {
     help: 'viommu demo\n\nBuild and walk an example page table, then replay the bundled real-guest virtio-iommu trace.',
     run: () => ['== viommu pgtable ==', runPgtable([]), '', '== viommu replay-trace ==', runReplay([])].join('\n'),
