@@ -64,6 +64,12 @@ export function buildAcpiTable(signature: string, revision: number, oem: AcpiOem
 
 export type AcpiHeader = ReturnType<typeof ACPI_HEADER.parse>;
 
+/** A table from a parsed header and a body (length and checksum recomputed). */
+export function rebuildWithHeader(h: AcpiHeader, body: Uint8Array): Uint8Array {
+  return buildAcpiTable(h.signature, h.revision, { oemId: h.oem_id, oemTableId: h.oem_table_id, oemRevision: h.oem_revision, creatorId: h.creator_id, creatorRevision: h.creator_revision }, body);
+}
+
+
 /** Parse and check a table's header: signature, length within the buffer, checksum. */
 export function checkAcpiTable(bytes: Uint8Array, signature: string): AcpiHeader {
   if (bytes.length < ACPI_HEADER.size) {

@@ -8,7 +8,7 @@
  * start_bus u8, path: {device u8, function u8}[]}.
  */
 import { FirmwareError } from './errors.js';
-import { buildAcpiTable, checkAcpiTable, Reader, Writer, type AcpiHeader } from './acpi.js';
+import { buildAcpiTable, checkAcpiTable, rebuildWithHeader, Reader, Writer, type AcpiHeader } from './acpi.js';
 import type { MachineDescription, PciDeviceDesc } from './machine.js';
 
 export const DMAR_TYPE_DRHD = 0;
@@ -58,6 +58,7 @@ export function buildDmar(m: MachineDescription, flags = 0): Uint8Array | undefi
   for (const u of ordered) {
     const at = w.length;
     w.u16(DMAR_TYPE_DRHD).u16(0).u8(u.includePciAll ? DMAR_DRHD_INCLUDE_PCI_ALL : 0).u8(0).u16(u.segment).u64(u.base);
+    for (const a of u.ioapics ?? []) w.u8(DMAR_SCOPE_IOAPIC).u8(8).u16(0).u8(a.id).u8(a.bus).u8(a.device).u8(a.function);
     for (const d of u.devices ?? []) scope(w, DMAR_SCOPE_PCI_ENDPOINT, dev(d));
     w.patchU16(at + 2, w.length - at);
   }
@@ -131,6 +132,32 @@ export function parseDmar(bytes: Uint8Array): Dmar {
     at += len;
   }
   return { header, hostAddressWidth, flags, structs };
+}
+
+function writeScopes(w: Writer, scopes: DeviceScope[]): void {
+  for (const s of scopes) {
+    w.u8(s.type).u8(6 + 2 * s.path.length).u16(0).u8(s.enumerationId).u8(s.startBus);
+    for (const p of s.path) w.u8(p.device).u8(p.function);
+  }
+}
+
+/** Bytes of a parsed DMAR: parse then serialize is exact for tables whose reserved fields are zero. */
+export function serializeDmar(d: Dmar, raw?: Uint8Array): Uint8Array {
+  const w = new Writer().u8(d.hostAddressWidth - 1).u8(d.flags).zeros(10);
+  for (const s of d.structs) {
+    const at = w.length;
+    if ('unknown' in s) {
+      if (!raw) throw new FirmwareError('DMAR_UNKNOWN_STRUCT', `structure type ${s.type} can only be copied from the original bytes`);
+      w.bytes(raw.subarray(s.offset, s.offset + s.length));
+      continue;
+    }
+    if (s.type === 0) w.u16(0).u16(0).u8(s.flags).u8(s.size).u16(s.segment).u64(s.registerBase);
+    else if (s.type === 1) w.u16(1).u16(0).u16(0).u16(s.segment).u64(s.base).u64(s.limit);
+    else w.u16(2).u16(0).u8(s.flags).u8(0).u16(s.segment);
+    writeScopes(w, s.scopes);
+    w.patchU16(at + 2, w.length - at);
+  }
+  return rebuildWithHeader(d.header, w.done());
 }
 
 const SCOPE_NAMES: Record<number, string> = { 1: 'PCI endpoint', 2: 'PCI sub-hierarchy', 3: 'IOAPIC', 4: 'HPET', 5: 'ACPI namespace' };

@@ -7,7 +7,7 @@
  * input_base, id_count (IDs minus one), output_base, output_reference (node offset), flags (bit 0 single).
  */
 import { FirmwareError } from './errors.js';
-import { buildAcpiTable, checkAcpiTable, Reader, Writer, type AcpiHeader } from './acpi.js';
+import { buildAcpiTable, checkAcpiTable, rebuildWithHeader, Reader, Writer, type AcpiHeader } from './acpi.js';
 import type { MachineDescription } from './machine.js';
 
 export const IORT_NODE_ITS_GROUP = 0;
@@ -33,6 +33,8 @@ interface NodeCommon {
   length: number;
   revision: number;
   identifier: number;
+  /** The type-specific bytes between the node header and the ID mappings, as found. */
+  data: Uint8Array;
   mappings: IdMapping[];
 }
 
@@ -148,7 +150,13 @@ export function parseIort(bytes: Uint8Array): Iort {
         flags: t.u32(p + 16, 'flags'),
       });
     }
-    const common = { offset: at, length, revision: t.u8(at + 3, 'revision'), identifier: t.u32(at + 4, 'identifier'), mappings };
+    // Type-specific data runs from the header to the mappings (or the node's end).
+    const dataEnd = mapCount > 0 ? at + mapOffset : at + length;
+    if (mapCount > 0 && at + mapOffset + MAPPING_SIZE * mapCount !== at + length) {
+      throw new FirmwareError('IORT_MAPPINGS', `node ${i} at ${at}: ID mappings do not end the node`, { offset: at });
+    }
+    const data = bytes.slice(at + 16, dataEnd);
+    const common = { offset: at, length, revision: t.u8(at + 3, 'revision'), identifier: t.u32(at + 4, 'identifier'), data, mappings };
     switch (type) {
       case IORT_NODE_ITS_GROUP: {
         const n = t.u32(at + 16, 'its_count');
@@ -179,6 +187,19 @@ export function parseIort(bytes: Uint8Array): Iort {
     at += length;
   }
   return { header, nodes };
+}
+
+/** Bytes of a parsed IORT: parse then serialize is exact. */
+export function serializeIort(v: Iort): Uint8Array {
+  const first = v.nodes[0]?.offset ?? FIRST_NODE;
+  const w = new Writer().u32(v.nodes.length).u32(first).u32(0);
+  w.zeros(first - FIRST_NODE);
+  for (const n of v.nodes) {
+    w.u8(n.type).u16(n.length).u8(n.revision).u32(n.identifier).u32(n.mappings.length).u32(n.mappings.length > 0 ? 16 + n.data.length : 0);
+    w.bytes(n.data);
+    for (const m of n.mappings) w.u32(m.inputBase).u32(m.idCount).u32(m.outputBase).u32(m.outputReference).u32(m.flags);
+  }
+  return rebuildWithHeader(v.header, w.done());
 }
 
 const NODE_NAMES: Record<number, string> = { 0: 'ITS group', 1: 'named component', 2: 'root complex', 3: 'SMMUv1/v2', 4: 'SMMUv3', 5: 'PMCG', 6: 'RMR' };

@@ -46,6 +46,8 @@ export type IommuDesc =
       devices?: string[];
       rmrr?: { base: bigint; limit: bigint; devices: string[] }[];
       atsr?: { allPorts: boolean; devices?: string[] };
+      /** I/O APICs in the unit's scope (QEMU lists its IOAPIC at the pseudo bus 0xff). */
+      ioapics?: { id: number; bus: number; device: number; function: number }[];
     })
   | (IommuCommon & { type: 'smmuv3'; base: bigint });
 
@@ -252,6 +254,12 @@ function parseIommu(
         }),
       };
       if (atsr) v.atsr = { allPorts: atsr['allPorts'] === true, devices: arr(atsr['devices'], `${p}.atsr.devices`).map((d, i) => str(d, `${p}.atsr.devices[${i}]`)) };
+      v.ioapics = arr(o['ioapics'], `${p}.ioapics`).map((a, i) => {
+        const q = `${p}.ioapics[${i}]`;
+        const ao = obj(a, q);
+        const b = parseBdf(str(ao['bdf'], `${q}.bdf`), `${q}.bdf`);
+        return { id: small(ao['id'] ?? 0, `${q}.id`, 255), bus: b.bus, device: b.device, function: b.function };
+      });
       return v;
     }
     default:

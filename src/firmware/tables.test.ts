@@ -5,13 +5,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildDeviceTree, parseDtb, toDtb } from './devicetree.js';
-import { buildDmar, parseDmar } from './dmar.js';
-import { buildIort, parseIort } from './iort.js';
+import { buildDmar, parseDmar, serializeDmar } from './dmar.js';
+import { buildIort, parseIort, serializeIort } from './iort.js';
 import { resolveMachine, type MachineDescription } from './machine.js';
 import { resolveDeviceTree, resolveDmar, resolveIort, resolveViot, type Resolved } from './resolve.js';
 import { FIXTURE_MACHINES, fixtureMachine } from './test-support.js';
-import { buildViot, parseViot } from './viot.js';
+import { buildViot, parseViot, serializeViot } from './viot.js';
 import { acpiSum } from './acpi.js';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
 const hex = (s: string): Uint8Array => Uint8Array.from(s.replace(/\s+/g, '').match(/../g)!.map((b) => parseInt(b, 16)));
 
@@ -95,4 +97,44 @@ describe('resolvers read the tables as an OS does and agree with the description
       assert.ok(viot || dmar || iort);
     });
   }
+});
+
+describe('ACPI tables round-trip exactly: bytes -> parse -> serialize -> the same bytes', () => {
+  for (const name of FIXTURE_MACHINES) {
+    it(name, () => {
+      const m = fixtureMachine(name);
+      const viot = buildViot(m);
+      const dmar = buildDmar(m);
+      const iort = buildIort(m);
+      if (viot) assert.deepEqual(serializeViot(parseViot(viot)), viot);
+      if (dmar) assert.deepEqual(serializeDmar(parseDmar(dmar)), dmar);
+      if (iort) assert.deepEqual(serializeIort(parseIort(iort)), iort);
+    });
+  }
+});
+
+describe('real tables from QEMU 7.2 guests (fixtures/acpi)', () => {
+  const real = (name: string): Uint8Array => new Uint8Array(readFileSync(fileURLToPath(new URL(`../../../fixtures/acpi/${name}`, import.meta.url))));
+
+  it("our VIOT for QEMU's machine is QEMU's VIOT, byte for byte; it parses, resolves and round-trips", () => {
+    const bytes = real('qemu-7.2-q35-virtio-iommu.viot');
+    const m = fixtureMachine('q35-virtio-iommu');
+    assert.deepEqual(buildViot(m), bytes);
+    const v = parseViot(bytes);
+    assert.deepEqual(serializeViot(v), bytes);
+    assert.deepEqual(resolveViot(v, m), expected(m, ['virtio-iommu-pci']));
+  });
+
+  it("our DMAR for QEMU's machine is QEMU's DMAR, byte for byte (IOAPIC scope included); it parses, resolves and round-trips", () => {
+    const bytes = real('qemu-7.2-q35-intel-iommu.dmar');
+    const m = fixtureMachine('q35-intel-iommu-qemu');
+    assert.deepEqual(buildDmar(m), bytes);
+    const d = parseDmar(bytes);
+    assert.equal(d.hostAddressWidth, 39);
+    const drhd = d.structs[0]!;
+    assert.ok('scopes' in drhd);
+    assert.deepEqual(drhd.scopes[0], { type: 3, enumerationId: 0, startBus: 0xff, path: [{ device: 0, function: 0 }] });
+    assert.deepEqual(serializeDmar(d), bytes);
+    assert.deepEqual(resolveDmar(d, m), expected(m, ['vtd']));
+  });
 });

@@ -7,7 +7,7 @@
  * endpoint (24 B), 3 virtio-pci IOMMU (16 B), 4 virtio-mmio IOMMU (16 B).
  */
 import { FirmwareError } from './errors.js';
-import { buildAcpiTable, checkAcpiTable, Reader, Writer, type AcpiHeader } from './acpi.js';
+import { buildAcpiTable, checkAcpiTable, rebuildWithHeader, Reader, Writer, type AcpiHeader } from './acpi.js';
 import { parseBdf, rid, type MachineDescription } from './machine.js';
 
 export const VIOT_NODE_PCI_RANGE = 1;
@@ -112,6 +112,22 @@ export function parseViot(bytes: Uint8Array): Viot {
     at += length;
   }
   return { header, nodeOffset, nodes };
+}
+
+/** Bytes of a parsed VIOT: parse then serialize is exact for tables whose reserved fields are zero. */
+export function serializeViot(v: Viot, raw?: Uint8Array): Uint8Array {
+  const w = new Writer().u16(v.nodes.length).u16(v.nodeOffset).zeros(8);
+  w.zeros(v.nodeOffset - HEADER_END);
+  for (const n of v.nodes) {
+    if ('unknown' in n) {
+      if (!raw) throw new FirmwareError('VIOT_UNKNOWN_NODE', `node type ${n.type} can only be copied from the original bytes`);
+      w.bytes(raw.subarray(n.offset, n.offset + n.length));
+    } else if (n.type === 1) w.u8(1).u8(0).u16(24).u32(n.endpointStart).u16(n.segmentStart).u16(n.segmentEnd).u16(n.bdfStart).u16(n.bdfEnd).u16(n.outputNode).zeros(6);
+    else if (n.type === 2) w.u8(2).u8(0).u16(24).u32(n.endpointId).u64(n.baseAddress).u16(n.outputNode).zeros(6);
+    else if (n.type === 3) w.u8(3).u8(0).u16(16).u16(n.segment).u16(n.bdf).zeros(8);
+    else w.u8(4).u8(0).u16(16).zeros(4).u64(n.baseAddress);
+  }
+  return rebuildWithHeader(v.header, w.done());
 }
 
 export function renderViot(v: Viot): string {

@@ -27,6 +27,18 @@ describe('replay of a real Linux guest trace (QEMU 7.2 virtio-iommu, lazy mode, 
     });
   }
 
+  it('agrees with a second recording (strict mode, timestamped log)', () => {
+    const strict = parseQemuTraceLog(gunzipSync(readFileSync(fileURLToPath(new URL('../../../fixtures/traces/linux-6.12-virtio-iommu-strict-blk.log.gz', import.meta.url)))).toString('utf8'));
+    assert.ok(strict.events.every((e) => e.time !== undefined), 'timestamps parsed');
+    const r = replayVirtioIommuTrace(strict.events, 'spec');
+    const traced = (name: string): number => strict.events.filter((e) => e.event.name === name).length;
+    assert.deepEqual(r.mismatches, []);
+    assert.equal(r.translations.matched, traced('virtio_iommu_translate_out'));
+    assert.equal(r.translations.matched + r.translations.passThrough, traced('virtio_iommu_translate'));
+    assert.equal(r.requests.map, traced('virtio_iommu_map'));
+    assert.equal(r.unmapDone.ours, traced('virtio_iommu_unmap_done'));
+  });
+
   it('reports disagreement instead of hiding it', () => {
     const tampered = trace.events.map((e) =>
       e.event.name === 'virtio_iommu_translate_out' && e.line === trace.events.find((x) => x.event.name === 'virtio_iommu_translate_out')!.line
