@@ -38,3 +38,21 @@ describe('viommu replay-trace', () => {
     assert.throws(() => runReplay(['--profile', 'nope']), /--profile/);
   });
 });
+
+describe('viommu firmware', () => {
+  it('writes the tables of a machine description and decodes them back', async () => {
+    const { runFirmware } = await import('./firmware-cmd.js');
+    const { mkdtempSync, readdirSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { fileURLToPath } = await import('node:url');
+    const dir = mkdtempSync(join(tmpdir(), 'viommu-fw-'));
+    const machine = fileURLToPath(new URL('../../../fixtures/machines/seed-004.json', import.meta.url));
+    const out = runFirmware([machine, '--out', dir]);
+    assert.match(out, /gpio0 +viommu2, 0x1fff/);
+    assert.deepEqual(readdirSync(dir).sort(), ['machine.dtb', 'machine.dts', 'viot.aml']);
+    assert.match(runFirmware(['--decode', join(dir, 'viot.aml')]), /MMIO endpoint 0x1fff at 0x9030000/);
+    assert.match(runFirmware(['--decode', join(dir, 'machine.dtb')]), /iommus = <0x2 0x1fff>/);
+    assert.throws(() => runFirmware(['--decode', machine]), /not a VIOT, DMAR, IORT or DTB/);
+  });
+});
