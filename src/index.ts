@@ -11,3 +11,4 @@ export { IntervalMap, type Interval } from './devices/common/interval-map.js';
 export * from './trace/index.js';
 export * from './workload/index.js';
 export * from './firmware/index.js';
+export * from './devices/vtd/index.js';

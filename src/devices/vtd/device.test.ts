@@ -1,0 +1,289 @@
+/**
+ * The VT-d unit driven only through its registers, over tables built in memory: capabilities, every
+ * translation type, each fault reason by the condition that defines it, caches that stay stale until
+ * invalidated, register-based and queued invalidation, and fault events.
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { IOMMU_READ, IOMMU_WRITE } from '../../pgtable/types.js';
+import * as F from './faults.js';
+import * as R from './regs.js';
+import { VtdRig } from './test-support.js';
+
+const RW = IOMMU_READ | IOMMU_WRITE;
+const SID = 0x0020; // 00:04.0
+
+function fault(r: ReturnType<VtdRig['unit']['translate']>): number {
+  assert.equal(r.ok, false, 'expected a fault');
+  return r.ok ? -1 : r.faultReason;
+}
+
+describe('VT-d capabilities', () => {
+  it('reproduces the CAP and ECAP QEMU 7.2 reports', () => {
+    assert.equal(new VtdRig({ preset: 'qemu-7.2' }).unit.cap, 0xd2008c22260206n);
+    assert.equal(new VtdRig({ preset: 'qemu-7.2' }).unit.ecap, 0xf00f4an);
+    assert.equal(new VtdRig({ preset: 'qemu-7.2', interruptRemapping: false }).unit.ecap, 0xf42n);
+    assert.equal(new VtdRig({ preset: 'qemu-7.2', interruptRemapping: false, scalableMode: true }).unit.ecap, 0x480080000f42n);
+  });
+
+  it('derives SAGAW/MGAW from awBits, CM, NFR, and reads them through the registers', () => {
+    const rig = new VtdRig({ awBits: 48, cachingMode: true, faultRecords: 4 });
+    const cap = rig.reg(R.DMAR_CAP_REG, 8);
+    assert.equal((cap >> 8n) & 0x1fn, 0b110n, '48-bit also advertises 39-bit tables');
+    assert.equal(((cap >> 16n) & 0x3fn) + 1n, 48n);
+    assert.equal((cap >> 7n) & 1n, 1n);
+    assert.equal(((cap >> 40n) & 0xffn) + 1n, 4n);
+    assert.equal(((cap >> 24n) & 0x3ffn) * 16n, BigInt(R.FRO_OFFSET));
+    assert.equal(rig.reg(R.DMAR_VER_REG), 0x10n);
+  });
+});
+
+describe('VT-d legacy mode', () => {
+  function legacy() {
+    const rig = new VtdRig({ awBits: 48 });
+    const pt = rig.ssTable(48);
+    pt.map(0x10000n, 0x500000n, 0x2000n, RW);
+    pt.map(0x20000n, 0x600000n, 0x1000n, IOMMU_READ);
+    rig.legacyContext(SID, { aw: 2, did: 7, table: pt.root });
+    rig.enable();
+    return { rig, pt };
+  }
+
+  it('translates through root, context and a 4-level second-stage table', () => {
+    const { rig } = legacy();
+    assert.equal(Number(rig.reg(R.DMAR_GSTS_REG)) & (R.GCMD_TE | R.GCMD_SRTP), R.GCMD_TE | R.GCMD_SRTP);
+    const r = rig.unit.translate({ sid: SID, iova: 0x11234n, write: true });
+    assert.ok(r.ok);
+    assert.equal(r.addr, 0x501234n);
+    assert.equal(r.pageSize, 0x1000n);
+  });
+
+  it('records a write to a read-only page as fault 5 with SID, reason, type and address, and raises the fault event', () => {
+    const { rig } = legacy();
+    rig.wr(R.DMAR_FEDATA_REG, 0x4041n);
+    rig.wr(R.DMAR_FEADDR_REG, 0xfee00000n);
+    rig.wr(R.DMAR_FECTL_REG, 0n); // unmask
+    assert.equal(fault(rig.unit.translate({ sid: SID, iova: 0x20008n, write: true })), F.VTD_FR_WRITE);
+    const [lo, hi] = rig.faultRecord();
+    assert.equal(lo, 0x20000n);
+    assert.equal(hi & 0xffffn, BigInt(SID));
+    assert.equal((hi >> 32n) & 0xffn, BigInt(F.VTD_FR_WRITE));
+    assert.equal((hi >> 62n) & 1n, 0n, 'T = 0: write');
+    assert.equal(hi >> 63n, 1n, 'F');
+    assert.ok(Number(rig.reg(R.DMAR_FSTS_REG)) & R.FSTS_PPF);
+    assert.deepEqual(rig.msis, [{ address: 0xfee00000n, data: 0x4041 }]);
+  });
+
+  it('produces each legacy fault reason from the condition that defines it', () => {
+    const { rig, pt } = legacy();
+    assert.equal(fault(rig.unit.translate({ sid: 0x0100, iova: 0n, write: false })), F.VTD_FR_ROOT_ENTRY_P, 'bus 1 has no root entry');
+    assert.equal(fault(rig.unit.translate({ sid: 0x0028, iova: 0n, write: false })), F.VTD_FR_CONTEXT_ENTRY_P);
+    assert.equal(fault(rig.unit.translate({ sid: SID, iova: 1n << 48n, write: false })), F.VTD_FR_ADDR_BEYOND_MGAW);
+    assert.equal(fault(rig.unit.translate({ sid: SID, iova: 0x30000n, write: false })), F.VTD_FR_READ, 'not-present PTE on a read');
+    rig.legacyContext(0x0030, { tt: 2, aw: 2 });
+    assert.equal(rig.unit.translate({ sid: 0x0030, iova: 0x1234n, write: true }).ok, true, 'pass-through');
+    rig.legacyContext(0x0031, { tt: 3, aw: 2, table: pt.root });
+    assert.equal(fault(rig.unit.translate({ sid: 0x0031, iova: 0n, write: false })), F.VTD_FR_CONTEXT_ENTRY_INV, 'TT = 3');
+    rig.legacyContext(0x0032, { aw: 3, table: pt.root });
+    assert.equal(fault(rig.unit.translate({ sid: 0x0032, iova: 0n, write: false })), F.VTD_FR_CONTEXT_ENTRY_INV, '57-bit AW not in SAGAW');
+    rig.legacyContext(0x0033, { raw: [pt.root | 0x10n | 1n, 0x102n] });
+    assert.equal(fault(rig.unit.translate({ sid: 0x0033, iova: 0n, write: false })), F.VTD_FR_CONTEXT_ENTRY_RSVD);
+    rig.memory.writeU64(rig.root + 16n * 2n, 0x4000n | 0x10n | 1n);
+    assert.equal(fault(rig.unit.translate({ sid: 0x0200, iova: 0n, write: false })), F.VTD_FR_ROOT_ENTRY_RSVD);
+  });
+
+  it('faults reserved bits in a PTE (fault 0xC) and a table pointer outside memory (fault 7)', () => {
+    const { rig, pt } = legacy();
+    let leaf = 0n;
+    pt.walk(0x10000n, (e) => void (e.kind === 'leaf' && (leaf = e.tableAddr + BigInt(e.index) * 8n)));
+    rig.memory.writeU64(leaf, rig.memory.readU64(leaf) | (1n << 11n)); // SNP without snoop control
+    assert.equal(fault(rig.unit.translate({ sid: SID, iova: 0x10000n, write: false })), F.VTD_FR_PAGING_ENTRY_RSVD);
+    rig.memory.writeU64(pt.root + 8n, 0x7fff0000000n | 3n); // PML4E[1] -> beyond 16 GiB of memory
+    assert.equal(fault(rig.unit.translate({ sid: SID, iova: 1n << 39n, write: false })), F.VTD_FR_PAGING_ENTRY_INV);
+  });
+
+  it('keeps a cached translation after the table changes until software invalidates it', () => {
+    const { rig, pt } = legacy();
+    assert.equal((rig.unit.translate({ sid: SID, iova: 0x10000n, write: false }) as { addr: bigint }).addr, 0x500000n);
+    pt.unmap(0x10000n, 0x1000n);
+    pt.map(0x10000n, 0x900000n, 0x1000n, RW);
+    const stale = rig.unit.translate({ sid: SID, iova: 0x10000n, write: false });
+    assert.ok(stale.ok && stale.cached && stale.addr === 0x500000n, 'stale IOTLB entry');
+    // Page-selective IOTLB invalidation through the IVA/IOTLB registers, domain 7.
+    rig.wr(R.IRO_OFFSET, 0x10000n, 8);
+    rig.wr(R.IRO_OFFSET + 8, (1n << 63n) | (3n << 60n) | (7n << 32n), 8);
+    const iotlbReg = rig.reg(R.IRO_OFFSET + 8, 8);
+    assert.equal(iotlbReg >> 63n, 0n, 'IVT clears when done');
+    assert.equal((iotlbReg >> 57n) & 3n, 3n, 'IAIG reports page-selective');
+    assert.equal((rig.unit.translate({ sid: SID, iova: 0x10000n, write: false }) as { addr: bigint }).addr, 0x900000n);
+  });
+
+  it('keeps a cached context entry until a context-cache invalidation', () => {
+    const { rig, pt } = legacy();
+    rig.unit.translate({ sid: SID, iova: 0x10000n, write: false });
+    rig.legacyContext(SID, { tt: 2, aw: 2, did: 7, table: pt.root });
+    // Global IOTLB flush alone does not drop the cached context.
+    rig.wr(R.IRO_OFFSET + 8, (1n << 63n) | (1n << 60n), 8);
+    assert.equal((rig.unit.translate({ sid: SID, iova: 0x10000n, write: false }) as { passthrough: boolean }).passthrough, false);
+    rig.wr(R.DMAR_CCMD_REG, (1n << 63n) | (3n << 61n) | (BigInt(SID) << 16n), 8);
+    assert.equal((rig.reg(R.DMAR_CCMD_REG, 8) >> 59n) & 3n, 3n, 'CAIG: device-selective');
+    // spec: software follows a context-cache invalidation with an IOTLB invalidation.
+    rig.wr(R.IRO_OFFSET + 8, (1n << 63n) | (1n << 60n), 8);
+    assert.equal((rig.unit.translate({ sid: SID, iova: 0x10000n, write: false }) as { passthrough: boolean }).passthrough, true);
+  });
+
+  it('FPD in the context entry suppresses fault recording', () => {
+    const { rig, pt } = legacy();
+    rig.legacyContext(0x0040, { aw: 2, table: pt.root, fpd: true });
+    const r = rig.unit.translate({ sid: 0x0040, iova: 0x30000n, write: false });
+    assert.deepEqual(r, { ok: false, faultReason: F.VTD_FR_READ, recorded: false });
+    assert.equal(rig.faultRecord()[1] >> 63n, 0n);
+  });
+
+  it('sets PFO and drops faults while the next record is still in use; clearing F lets recording resume', () => {
+    const { rig } = legacy();
+    rig.unit.translate({ sid: SID, iova: 0x30000n, write: false });
+    const r = rig.unit.translate({ sid: SID, iova: 0x31000n, write: false });
+    assert.equal(!r.ok && r.recorded, false);
+    assert.ok(Number(rig.reg(R.DMAR_FSTS_REG)) & R.FSTS_PFO);
+    rig.wr(R.FRO_OFFSET + 12, 1n << 31n); // write 1 to F
+    rig.wr(R.DMAR_FSTS_REG, BigInt(R.FSTS_PFO));
+    assert.equal(Number(rig.reg(R.DMAR_FSTS_REG)) & (R.FSTS_PFO | R.FSTS_PPF), 0);
+    const again = rig.unit.translate({ sid: SID, iova: 0x32000n, write: false });
+    assert.equal(!again.ok && again.recorded, true);
+  });
+
+  it('translates nothing while translation is disabled: requests pass untranslated', () => {
+    const rig = new VtdRig();
+    const r = rig.unit.translate({ sid: SID, iova: 0x1234n, write: true });
+    assert.ok(r.ok && r.passthrough && r.addr === 0x1234n);
+  });
+});
+
+describe('VT-d queued invalidation', () => {
+  function qi(scalable = false) {
+    const rig = new VtdRig({ scalableMode: scalable, firstStage: scalable });
+    const queue = rig.alloc.alloc();
+    rig.wr(R.DMAR_IQA_REG, queue | (scalable ? 0x800n : 0n), 8);
+    rig.command(R.GCMD_QIE);
+    return { rig, queue, dw: scalable ? 32n : 16n };
+  }
+
+  it('runs descriptors up to the tail; the wait descriptor writes its status and interrupts', () => {
+    const { rig, queue } = qi();
+    rig.wr(R.DMAR_IEDATA_REG, 0x55n);
+    rig.wr(R.DMAR_IEADDR_REG, 0xfee01000n);
+    rig.wr(R.DMAR_IECTL_REG, 0n);
+    rig.memory.writeU64(queue, 0x12n); // IOTLB, global
+    rig.memory.writeU64(queue + 16n, (0xcafen << 32n) | 0x20n | 0x10n | 0x5n); // wait: SW + IF
+    rig.memory.writeU64(queue + 24n, 0x7000n);
+    rig.wr(R.DMAR_IQT_REG, 0x20n, 8);
+    assert.equal(rig.reg(R.DMAR_IQH_REG, 8), 0x20n);
+    assert.equal(rig.memory.readU32(0x7000n), 0xcafe);
+    assert.ok(Number(rig.reg(R.DMAR_ICS_REG)) & R.ICS_IWC);
+    assert.deepEqual(rig.msis, [{ address: 0xfee01000n, data: 0x55 }]);
+  });
+
+  it('stops on an invalid descriptor with FSTS.IQE and IQERCD, and resumes once IQE is cleared', () => {
+    const { rig, queue } = qi();
+    rig.memory.writeU64(queue, 0x12n);
+    rig.memory.writeU64(queue + 16n, 0xfn); // type 15: unknown
+    rig.memory.writeU64(queue + 32n, 0x12n);
+    rig.wr(R.DMAR_IQT_REG, 0x30n, 8);
+    assert.equal(rig.reg(R.DMAR_IQH_REG, 8), 0x10n, 'head stays on the bad descriptor');
+    assert.ok(Number(rig.reg(R.DMAR_FSTS_REG)) & R.FSTS_IQE);
+    assert.equal(rig.reg(R.DMAR_IQER_REG, 8) & 0xfn, 3n);
+    rig.memory.writeU64(queue + 16n, 0x12n);
+    rig.wr(R.DMAR_FSTS_REG, BigInt(R.FSTS_IQE));
+    rig.wr(R.DMAR_IQT_REG, 0x30n, 8);
+    assert.equal(rig.reg(R.DMAR_IQH_REG, 8), 0x30n);
+  });
+
+  it('refuses reserved bits (IQEI 4) and a 256-bit tail at an odd 128-bit slot (IQEI 1)', () => {
+    const { rig, queue } = qi();
+    rig.memory.writeU64(queue, 0x12n | (1n << 8n));
+    rig.wr(R.DMAR_IQT_REG, 0x10n, 8);
+    assert.equal(rig.reg(R.DMAR_IQER_REG, 8) & 0xfn, 4n);
+    const s = qi(true);
+    s.rig.wr(R.DMAR_IQT_REG, 0x10n, 8);
+    assert.equal(s.rig.reg(R.DMAR_IQER_REG, 8) & 0xfn, 1n);
+  });
+});
+
+describe('VT-d scalable mode', () => {
+  function sm() {
+    const rig = new VtdRig({ scalableMode: true, firstStage: true, secondStage: true, nesting: true, awBits: 48 });
+    return rig;
+  }
+
+  it('PGTT second-stage: RID_PASID for requests without PASID', () => {
+    const rig = sm();
+    const ss = rig.ssTable(48);
+    ss.map(0x4000n, 0x800000n, 0x1000n, RW);
+    const dir = rig.scalableContext(SID, { ridPasid: 0 });
+    rig.pasidEntry(dir, 0, { pgtt: 2, aw: 2, ss: ss.root, did: 3 });
+    rig.enable(true);
+    const r = rig.unit.translate({ sid: SID, iova: 0x4010n, write: true });
+    assert.ok(r.ok && r.addr === 0x800010n);
+    assert.equal(fault(rig.unit.translate({ sid: SID, iova: 0x5000n, write: false })), F.VTD_FR_SS_RW);
+  });
+
+  it('PGTT first-stage: walks IA-32e tables, writes A/D back, checks U/S, SRE and canonical addresses', () => {
+    const rig = sm();
+    const fs = rig.fsTable(4);
+    fs.map(0x7000n, 0x900000n, 0x1000n, RW);
+    const dir = rig.scalableContext(SID, { paside: true });
+    rig.pasidEntry(dir, 5, { pgtt: 1, fs: fs.root, did: 4 });
+    rig.enable(true);
+    const r = rig.unit.translate({ sid: SID, pasid: 5, iova: 0x7008n, write: true });
+    assert.ok(r.ok && r.addr === 0x900008n);
+    let leaf = 0n;
+    fs.walk(0x7000n, (e) => void (e.kind === 'leaf' && (leaf = e.pte)));
+    assert.equal(leaf & 0x60n, 0x60n, 'A and D set by the walk');
+    assert.equal(fault(rig.unit.translate({ sid: SID, pasid: 5, iova: 0x7000n, write: false, priv: true })), F.VTD_FR_SM_SRE_0);
+    assert.equal(fault(rig.unit.translate({ sid: SID, pasid: 5, iova: 0x0000800000000000n, write: false })), F.VTD_FR_NON_CANONICAL);
+    assert.equal(fault(rig.unit.translate({ sid: SID, pasid: 5, iova: 0x9000n, write: false })), F.VTD_FR_FS_NOT_PRESENT);
+    assert.equal(fault(rig.unit.translate({ sid: SID, pasid: 6, iova: 0x7000n, write: false })), F.VTD_FR_SM_PASID_TABLE_P);
+  });
+
+  it('PGTT nested: every first-stage table pointer and the output go through the second stage', () => {
+    const rig = sm();
+    // Second stage: the guest's table pages are identity-mapped (GPA = HPA), its data at GPA 0 lives at
+    // HPA 1 GiB. So table fetches are nested walks, and the output moves.
+    const ss = rig.ssTable(48);
+    ss.map(0x10000000n, 0x10000000n, 0x4000000n, RW);
+    ss.map(0n, 0x40000000n, 0x4000000n, RW);
+    const fs = rig.fsTable(4);
+    fs.map(0x1000n, 0x2000n, 0x1000n, RW);
+    const dir = rig.scalableContext(SID, { paside: true });
+    rig.pasidEntry(dir, 9, { pgtt: 3, fs: fs.root, ss: ss.root, aw: 2, did: 5 });
+    rig.enable(true);
+    const r = rig.unit.translate({ sid: SID, pasid: 9, iova: 0x1004n, write: false });
+    assert.ok(r.ok);
+    assert.equal(r.addr, 0x40002004n, 'GVA 0x1004 -> GPA 0x2004 -> HPA 0x40002004');
+    // Remove the second-stage mapping of the first-stage root: the table fetch itself faults.
+    ss.unmap(0x10000000n, 0x4000000n);
+    rig.wr(R.DMAR_IQA_REG, 0n, 8);
+    rig.wr(R.IRO_OFFSET + 8, (1n << 63n) | (1n << 60n), 8);
+    assert.equal(fault(rig.unit.translate({ sid: SID, pasid: 9, iova: 0x1004n, write: false })), F.VTD_FR_NESTED_FS_READ);
+  });
+
+  it('faults a PASID request when PASIDE is clear, a PASID beyond PDTS, and an unsupported PGTT', () => {
+    const rig = new VtdRig({ scalableMode: true, firstStage: false, secondStage: true, awBits: 48 });
+    const dir = rig.scalableContext(SID, { paside: false });
+    rig.pasidEntry(dir, 0, { pgtt: 1, did: 3 });
+    rig.enable(true);
+    assert.equal(fault(rig.unit.translate({ sid: SID, pasid: 3, iova: 0n, write: false })), F.VTD_FR_SM_CTX_PASIDE);
+    assert.equal(fault(rig.unit.translate({ sid: SID, iova: 0n, write: false })), F.VTD_FR_SM_PASID_ENTRY_INV, 'first-stage without ECAP.FSTS');
+    const dir2 = rig.scalableContext(0x0050, { paside: true, pdts: 0 });
+    void dir2;
+    assert.equal(fault(rig.unit.translate({ sid: 0x0050, pasid: 1 << 14, iova: 0n, write: false })), F.VTD_FR_SM_PASID_OVER_PDTS);
+  });
+
+  it('a legacy root table refuses requests with PASID (0x31)', () => {
+    const rig = sm();
+    rig.legacyContext(SID, { tt: 2, aw: 2 });
+    rig.enable(false);
+    assert.equal(fault(rig.unit.translate({ sid: SID, pasid: 1, iova: 0n, write: false })), F.VTD_FR_RTADDR_INV_TTM);
+  });
+});

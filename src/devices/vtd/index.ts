@@ -1,0 +1,3 @@
+export * from './regs.js';
+export * from './faults.js';
+export * from './device.js';
