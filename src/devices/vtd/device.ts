@@ -134,6 +134,8 @@ export class VtdIommu {
   private rootPtr = 0;
   private scalableRoot = false;
   private rootValid = false;
+  /** GSTS.TES, kept as a field for the hot path. */
+  private translationEnabled = false;
 
   constructor(opts: VtdOptions) {
     this.memory = opts.memory;
@@ -267,6 +269,7 @@ export class VtdIommu {
     if (cmd & R.GCMD_SIRTP) st |= R.GCMD_SIRTP;
     set(R.GCMD_CFI, (cmd & R.GCMD_CFI) !== 0);
     this.regs.set32(R.DMAR_GSTS_REG, st);
+    this.translationEnabled = (st & R.GCMD_TE) !== 0;
   }
 
   // ---- register-based invalidation ----------------------------------------------------------------
@@ -339,7 +342,7 @@ export class VtdIommu {
   translate(req: VtdRequest): VtdTranslation {
     this.stats.translations++;
     const pasid = req.pasid ?? -1;
-    if (!(this.gsts() & R.GCMD_TE)) {
+    if (!this.translationEnabled) {
       // Remapping disabled: requests go to memory untranslated.
       return { ok: true, addr: req.iova, pageSize: 0x1000n, read: true, write: true, cached: false, passthrough: true };
     }
@@ -357,8 +360,9 @@ export class VtdIommu {
   }
 
   private iotlbLookup(sid: number, pasid: number, iova: number): IotlbEntry | undefined {
+    const key = (sid * 2 ** 21 + pasid) * 4;
     for (let level = 1; level <= 3; level++) {
-      const m = this.iotlb.get((sid * 2 ** 21 + pasid) * 4 + level);
+      const m = this.iotlb.get(key + level);
       if (m === undefined) continue;
       const e = m.get(Math.floor(iova / 2 ** (12 + 9 * (level - 1))));
       if (e !== undefined) return e;
