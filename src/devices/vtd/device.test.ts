@@ -287,3 +287,61 @@ describe('VT-d scalable mode', () => {
     assert.equal(fault(rig.unit.translate({ sid: SID, pasid: 1, iova: 0n, write: false })), F.VTD_FR_RTADDR_INV_TTM);
   });
 });
+
+describe('VT-d page requests', () => {
+  function prq() {
+    const rig = new VtdRig({ scalableMode: true, firstStage: true, pageRequests: true, awBits: 48 });
+    const fs = rig.fsTable(4);
+    const dir = rig.scalableContext(SID, { paside: true, pre: true });
+    rig.pasidEntry(dir, 3, { pgtt: 1, fs: fs.root });
+    rig.scalableContext(0x0028, { paside: true, pre: false });
+    rig.enable(true);
+    const pq = rig.alloc.alloc();
+    rig.wr(R.DMAR_PQA_REG, pq, 8); // PQS 0: 128 descriptors
+    rig.wr(R.DMAR_PEDATA_REG, 0x77n);
+    rig.wr(R.DMAR_PEADDR_REG, 0xfee02000n);
+    rig.wr(R.DMAR_PECTL_REG, 0n);
+    return { rig, pq };
+  }
+
+  it('writes the page request descriptor at PQT, sets PPR and raises the page request event', () => {
+    const { rig, pq } = prq();
+    const out = rig.unit.pageRequest({ sid: SID, pasid: 3, address: 0x7123n, read: true, write: true, prgi: 0x55, lastInGroup: true });
+    assert.equal(out, 'queued');
+    assert.equal(rig.reg(R.DMAR_PQT_REG, 8), 0x20n);
+    const qw0 = rig.memory.readU64(pq);
+    const qw1 = rig.memory.readU64(pq + 8n);
+    assert.equal(qw0 & 0xffn, 1n);
+    assert.equal((qw0 >> 8n) & 1n, 1n, 'PASID present');
+    assert.equal((qw0 >> 16n) & 0xffffn, BigInt(SID));
+    assert.equal((qw0 >> 32n) & 0xfffffn, 3n);
+    assert.equal(qw1, 0x7000n | (0x55n << 3n) | 4n | 2n | 1n);
+    assert.ok(Number(rig.reg(R.DMAR_PRS_REG)) & R.PRS_PPR);
+    assert.deepEqual(rig.msis, [{ address: 0xfee02000n, data: 0x77 }]);
+  });
+
+  it('returns page group responses (descriptor type 9) to the endpoint', () => {
+    const { rig } = prq();
+    const queue = rig.alloc.alloc();
+    rig.wr(R.DMAR_IQA_REG, queue | 0x800n, 8);
+    rig.command(R.GCMD_QIE);
+    rig.memory.writeU64(queue, 0x9n | 0x10n | (1n << 12n) | (BigInt(SID) << 16n) | (3n << 32n));
+    rig.memory.writeU64(queue + 8n, (0x55n << 3n) | 4n);
+    rig.wr(R.DMAR_IQT_REG, 0x20n, 8);
+    assert.deepEqual(rig.responses, [{ sid: SID, pasid: 3, prgi: 0x55, code: 1, auto: false }]);
+  });
+
+  it('refuses requests from a device whose context has PRE clear (fault 0x47)', () => {
+    const { rig } = prq();
+    assert.equal(rig.unit.pageRequest({ sid: 0x0028, pasid: 1, address: 0n, read: true, write: false, prgi: 1, lastInGroup: true }), 'refused');
+    assert.equal((rig.faultRecord()[1] >> 32n) & 0xffn, BigInt(F.VTD_FR_SM_CTX_PRE));
+  });
+
+  it('sets PRO when the queue is full and answers the group itself', () => {
+    const { rig } = prq();
+    for (let i = 0; i < 127; i++) assert.equal(rig.unit.pageRequest({ sid: SID, pasid: 3, address: BigInt(i) << 12n, read: true, write: false, prgi: 1, lastInGroup: false }), 'queued');
+    assert.equal(rig.unit.pageRequest({ sid: SID, pasid: 3, address: 0n, read: true, write: false, prgi: 2, lastInGroup: true }), 'overflow');
+    assert.ok(Number(rig.reg(R.DMAR_PRS_REG)) & R.PRS_PRO);
+    assert.deepEqual(rig.responses, [{ sid: SID, pasid: 3, prgi: 2, code: 0, auto: true }]);
+  });
+});

@@ -12,8 +12,11 @@
  * and interrupt-entry descriptors accepted as no-ops; errors stop the head with FSTS.IQE and IQERCD); fault
  * recording with FPD, overflow and the fault event.
  *
- * Not modelled yet (see the issue note): page requests, the VMM observer (caching-mode map/unmap
- * notifications), interrupt remapping beyond its status bits, paging-structure caches.
+ * Page requests from endpoints go to the page request queue (PQA/PQH/PQT, PRS, the page request event);
+ * page group responses (descriptor type 9) go back through `onPageResponse`.
+ *
+ * Not modelled yet (see the issue note): the VMM observer (caching-mode map/unmap notifications),
+ * interrupt remapping beyond its status bits, paging-structure caches.
  */
 import { ViommuError, hex } from '../../errors.js';
 import type { PhysMemory } from '../../mem/phys-memory.js';
@@ -50,7 +53,35 @@ export interface VtdOptions {
   firstStage1G?: boolean;
   /** Defaults that reproduce what QEMU 7.2 reports. */
   preset?: 'qemu-7.2';
+  /** Page group responses (invalidation descriptor type 9) back to the endpoint. */
+  onPageResponse?: (r: PageGroupResponse) => void;
 }
+
+/** A page request an endpoint issues (PCIe PRI), as the unit receives it. */
+export interface PageRequest {
+  sid: number;
+  pasid?: number;
+  address: bigint;
+  read: boolean;
+  write: boolean;
+  exec?: boolean;
+  priv?: boolean;
+  /** Page request group index, 9 bits. */
+  prgi: number;
+  lastInGroup: boolean;
+}
+
+export interface PageGroupResponse {
+  sid: number;
+  pasid?: number;
+  prgi: number;
+  /** 0 success, 1 invalid request, 0xf response failure. */
+  code: number;
+  /** Sent by the unit itself because the queue overflowed, not by software. */
+  auto: boolean;
+}
+
+export type PageRequestOutcome = 'queued' | 'overflow' | 'refused';
 
 export interface VtdRequest {
   /** Requester ID: bus << 8 | devfn. */
@@ -120,8 +151,9 @@ export class VtdIommu {
 
   private readonly memory: PhysMemory;
   private readonly onInterrupt: (address: bigint, data: number) => void;
+  private readonly onPageResponse: (r: PageGroupResponse) => void;
   private readonly regs: R.RegisterBank;
-  private readonly o: Required<Omit<VtdOptions, 'memory' | 'onInterrupt' | 'preset'>>;
+  private readonly o: Required<Omit<VtdOptions, 'memory' | 'onInterrupt' | 'preset' | 'onPageResponse'>>;
   private readonly iotlbMax: number;
   private readonly contextCache = new Map<number, CachedContext>();
   private readonly pasidCache = new Map<number, CachedPasid>();
@@ -140,6 +172,7 @@ export class VtdIommu {
   constructor(opts: VtdOptions) {
     this.memory = opts.memory;
     this.onInterrupt = opts.onInterrupt ?? (() => {});
+    this.onPageResponse = opts.onPageResponse ?? (() => {});
     const qemu = opts.preset === 'qemu-7.2';
     this.o = {
       awBits: opts.awBits ?? 39,
@@ -665,6 +698,67 @@ export class VtdIommu {
     return { ok: true, addr: BigInt(base + (folded % 4096)), pageSize: BigInt(pageSize), read: true, write, cached: false, passthrough: false };
   }
 
+  // ---- page requests ------------------------------------------------------------------------------
+
+  /**
+   * An endpoint's page request. It is checked against the device's context (PRE) and written as a 256-bit
+   * page request descriptor at PQT, with PRS.PPR and the page request event; a full queue sets PRS.PRO and,
+   * for the last request of a group, the unit answers the group itself with Success.
+   */
+  pageRequest(req: PageRequest): PageRequestOutcome {
+    if (!this.o.scalableMode || !this.o.pageRequests || !this.scalableRoot || !this.translationEnabled) return 'refused';
+    const xreq: VtdRequest = { sid: req.sid, iova: req.address, write: req.write, ...(req.pasid !== undefined ? { pasid: req.pasid } : {}) };
+    // spec: the device's scalable context entry must be present and allow page requests (PRE).
+    const ctxLo = this.readContextLow(req.sid);
+    if (ctxLo === undefined || !(ctxLo & 1n)) {
+      this.fail(xreq, F.VTD_FR_SM_CTX_P, false);
+      return 'refused';
+    }
+    if (!(ctxLo & 0x10n)) {
+      this.fail(xreq, F.VTD_FR_SM_CTX_PRE, (ctxLo & 2n) !== 0n);
+      return 'refused';
+    }
+    const pqa = this.regs.get(R.DMAR_PQA_REG, 8);
+    const size = 128 * 2 ** Number(pqa & 7n) * 32;
+    const head = Number(this.regs.get(R.DMAR_PQH_REG, 8) & 0x7ffe0n);
+    const tail = Number(this.regs.get(R.DMAR_PQT_REG, 8) & 0x7ffe0n);
+    const stop = req.lastInGroup && !req.read && !req.write;
+    if ((tail + 32) % size === head) {
+      this.regs.set32(R.DMAR_PRS_REG, this.regs.get32(R.DMAR_PRS_REG) | R.PRS_PRO);
+      if (req.lastInGroup && !stop) {
+        this.onPageResponse({ sid: req.sid, ...(req.pasid !== undefined ? { pasid: req.pasid } : {}), prgi: req.prgi & 0x1ff, code: 0, auto: true });
+      }
+      return 'overflow';
+    }
+    const at = Number(pqa & 0xffffffffff000n) + tail;
+    if (!this.memory.containsRange(at, 32)) return 'refused';
+    const qw0 =
+      1n |
+      (req.pasid !== undefined ? 1n << 8n : 0n) |
+      (BigInt(req.sid) << 16n) |
+      (BigInt((req.pasid ?? 0) & 0xfffff) << 32n) |
+      (req.exec ? 1n << 52n : 0n) |
+      (req.priv ? 1n << 53n : 0n);
+    const qw1 = (req.read ? 1n : 0n) | (req.write ? 2n : 0n) | (req.lastInGroup ? 4n : 0n) | (BigInt(req.prgi & 0x1ff) << 3n) | (BigInt.asUintN(64, req.address) & ~0xfffn);
+    this.memory.writeU64(BigInt(at), qw0);
+    this.memory.writeU64(BigInt(at + 8), qw1);
+    this.memory.writeU64(BigInt(at + 16), 0n);
+    this.memory.writeU64(BigInt(at + 24), 0n);
+    this.regs.set(R.DMAR_PQT_REG, 8, BigInt((tail + 32) % size));
+    const prs = this.regs.get32(R.DMAR_PRS_REG);
+    this.regs.set32(R.DMAR_PRS_REG, prs | R.PRS_PPR);
+    if (!(prs & R.PRS_PPR)) this.raiseEvent(R.DMAR_PECTL_REG, R.DMAR_PEDATA_REG, R.DMAR_PEADDR_REG);
+    return 'queued';
+  }
+
+  private readContextLow(sid: number): bigint | undefined {
+    const bus = sid >> 8;
+    const devfn = sid & 0xff;
+    const root = this.read64(this.rootPtr + 16 * bus + (devfn >= 128 ? 8 : 0));
+    if (root === undefined || !(root & 1n)) return undefined;
+    return this.read64(Number(root & 0xffffffffff000n) + 32 * (devfn & 0x7f));
+  }
+
   // ---- faults -------------------------------------------------------------------------------------
 
   /** Record a fault in the next fault recording register; returns whether it was recorded. */
@@ -816,9 +910,19 @@ export class VtdIommu {
         }
         return 0;
       }
-      case 9:
+      case 9: {
+        // Page group response: back to the endpoint.
         if (!this.o.scalableMode || !this.o.pageRequests) return 3;
+        const hasPasid = (q0 & 0x10n) !== 0n;
+        this.onPageResponse({
+          sid: Number((q0 >> 16n) & 0xffffn),
+          ...(hasPasid ? { pasid: Number((q0 >> 32n) & 0xfffffn) } : {}),
+          prgi: Number((q1 >> 3n) & 0x1ffn),
+          code: Number((q0 >> 12n) & 0xfn),
+          auto: false,
+        });
         return 0;
+      }
       default:
         return 3;
     }

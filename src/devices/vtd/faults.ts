@@ -29,6 +29,7 @@ export const VTD_FR_SM_CTX_RSVD = 0x42;
 export const VTD_FR_SM_CTX_INV = 0x43;
 export const VTD_FR_SM_CTX_PASIDE = 0x45;
 export const VTD_FR_SM_PASID_OVER_PDTS = 0x46;
+export const VTD_FR_SM_CTX_PRE = 0x47;
 export const VTD_FR_SM_PASID_DIR_ACCESS = 0x50;
 export const VTD_FR_SM_PASID_DIR_P = 0x51;
 export const VTD_FR_SM_PASID_DIR_RSVD = 0x52;

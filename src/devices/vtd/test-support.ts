@@ -6,7 +6,7 @@ import { PageAllocator } from '../../mem/page-allocator.js';
 import { PhysMemory } from '../../mem/phys-memory.js';
 import { createPgtable } from '../../pgtable/index.js';
 import type { RadixPgtable } from '../../pgtable/radix.js';
-import { VtdIommu, type VtdOptions } from './device.js';
+import { VtdIommu, type PageGroupResponse, type VtdOptions } from './device.js';
 import * as R from './regs.js';
 
 export class VtdRig {
@@ -17,8 +17,15 @@ export class VtdRig {
   readonly root: bigint;
   private readonly contextTables = new Map<number, bigint>();
 
-  constructor(opts: Omit<VtdOptions, 'memory' | 'onInterrupt'> = {}) {
-    this.unit = new VtdIommu({ ...opts, memory: this.memory, onInterrupt: (address, data) => void this.msis.push({ address, data }) });
+  readonly responses: PageGroupResponse[] = [];
+
+  constructor(opts: Omit<VtdOptions, 'memory' | 'onInterrupt' | 'onPageResponse'> = {}) {
+    this.unit = new VtdIommu({
+      ...opts,
+      memory: this.memory,
+      onInterrupt: (address, data) => void this.msis.push({ address, data }),
+      onPageResponse: (r) => void this.responses.push(r),
+    });
     this.root = this.alloc.alloc();
   }
 
@@ -67,7 +74,7 @@ export class VtdRig {
   }
 
   /** Scalable context entry for `sid`; returns the PASID directory it points to. */
-  scalableContext(sid: number, e: { pdts?: number; paside?: boolean; ridPasid?: number; fpd?: boolean } = {}): bigint {
+  scalableContext(sid: number, e: { pdts?: number; paside?: boolean; ridPasid?: number; fpd?: boolean; pre?: boolean } = {}): bigint {
     const bus = sid >> 8;
     const devfn = sid & 0xff;
     let ctp = this.contextTables.get(bus * 2 + (devfn >= 128 ? 1 : 0));
@@ -78,7 +85,7 @@ export class VtdRig {
     }
     const dir = this.alloc.alloc();
     const at = ctp + BigInt(32 * (devfn & 0x7f));
-    this.memory.writeU64(at, dir | (BigInt(e.pdts ?? 0) << 9n) | (e.paside ? 8n : 0n) | (e.fpd ? 2n : 0n) | 1n);
+    this.memory.writeU64(at, dir | (BigInt(e.pdts ?? 0) << 9n) | (e.pre ? 0x10n : 0n) | (e.paside ? 8n : 0n) | (e.fpd ? 2n : 0n) | 1n);
     this.memory.writeU64(at + 8n, BigInt(e.ridPasid ?? 0));
     return dir;
   }
