@@ -266,7 +266,7 @@ Object.assign(benches, {
 
 /** A legacy VT-d unit with one device whose 4-level second-stage table maps 64k 4 KiB pages at 1 GiB. */
 async function vtdLegacy() {
-  const { VtdRig } = await import('../src/devices/vtd/test-support.js');
+  const { VtdRig } = await import('../src/devices/vtd/testing.js');
   const rig = new VtdRig({ awBits: 48, iotlbSize: 1 << 17 });
   const pt = rig.ssTable(48);
   for (let i = 0; i < PAGES; i++) pt.map((1n << 30n) + (BigInt(i) << 12n), BigInt(i) << 12n, 0x1000n, RW);
@@ -300,7 +300,7 @@ const asyncBenches: Record<string, () => Promise<Result>> = {
     );
   },
   async vtd_translate_nested_miss() {
-    const { VtdRig } = await import('../src/devices/vtd/test-support.js');
+    const { VtdRig } = await import('../src/devices/vtd/testing.js');
     const R = await import('../src/devices/vtd/regs.js');
     const rig = new VtdRig({ scalableMode: true, firstStage: true, nesting: true, awBits: 48 });
     const ss = rig.ssTable(48);
@@ -324,7 +324,7 @@ const asyncBenches: Record<string, () => Promise<Result>> = {
     );
   },
   async vtd_qi_iotlb_psi() {
-    const { VtdRig } = await import('../src/devices/vtd/test-support.js');
+    const { VtdRig } = await import('../src/devices/vtd/testing.js');
     const R = await import('../src/devices/vtd/regs.js');
     const rig = new VtdRig({ awBits: 48 });
     const queue = rig.alloc.alloc(16);

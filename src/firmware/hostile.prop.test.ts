@@ -11,7 +11,7 @@ import { buildDeviceTree, parseDtb, toDtb } from './devicetree.js';
 import { buildDmar, parseDmar } from './dmar.js';
 import { FirmwareError } from './errors.js';
 import { buildIort, parseIort } from './iort.js';
-import { fixtureMachine } from './test-support.js';
+import { fixtureMachine } from './testing.js';
 import { buildViot, parseViot } from './viot.js';
 
 const RUNS = Number(process.env['VIOMMU_FUZZ_RUNS'] ?? 100_000);

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { FirmwareError } from './errors.js';
 import { parseMachine, resolveMachine } from './machine.js';
-import { fixtureMachine } from './test-support.js';
+import { fixtureMachine } from './testing.js';
 
 function bad(json: unknown, path: RegExp): void {
   assert.throws(() => parseMachine(json), (e: unknown) => e instanceof FirmwareError && e.code === 'MACHINE_INVALID' && path.test(e.message));

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { buildDeviceTree, toDtb, toDts } from './devicetree.js';
 import { buildDmar, parseDmar } from './dmar.js';
 import { buildIort, parseIort } from './iort.js';
-import { FIXTURE_MACHINES, fixtureMachine } from './test-support.js';
+import { FIXTURE_MACHINES, fixtureMachine } from './testing.js';
 
 function has(tool: string): boolean {
   return spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;

@@ -9,7 +9,7 @@ import { buildDmar, parseDmar, serializeDmar } from './dmar.js';
 import { buildIort, parseIort, serializeIort } from './iort.js';
 import { resolveMachine, type MachineDescription } from './machine.js';
 import { resolveDeviceTree, resolveDmar, resolveIort, resolveViot, type Resolved } from './resolve.js';
-import { FIXTURE_MACHINES, fixtureMachine } from './test-support.js';
+import { FIXTURE_MACHINES, fixtureMachine } from './testing.js';
 import { buildViot, parseViot, serializeViot } from './viot.js';
 import { acpiSum } from './acpi.js';
 import { readFileSync } from 'node:fs';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { IOMMU_CACHE, IOMMU_READ, IOMMU_WRITE, PgtableError, createPgtable, type PgtableErrno } from './index.js';
 import { PageAllocator } from '../mem/page-allocator.js';
 import { PhysMemory } from '../mem/phys-memory.js';
-import { makeTable, windowBytes, type Bench } from './test-support.js';
+import { makeTable, windowBytes, type Bench } from './testing.js';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 const SZ_4K = 0x1000n;

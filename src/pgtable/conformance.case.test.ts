@@ -17,7 +17,7 @@ import {
   type PgtableFormatName,
   type WalkEntry,
 } from './index.js';
-import { makeTable, windowBytes } from './test-support.js';
+import { makeTable, windowBytes } from './testing.js';
 
 interface Impl {
   name: string;

@@ -18,7 +18,7 @@ import {
   type IoPgtableCfg,
   type PgtableFormatName,
 } from './index.js';
-import { makeTable } from './test-support.js';
+import { makeTable } from './testing.js';
 
 const SZ_4K = 1n << 12n;
 const SZ_2M = 1n << 21n;

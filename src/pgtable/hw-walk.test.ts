@@ -18,7 +18,7 @@ import {
   WalkFault,
   walkFaultName,
 } from './index.js';
-import { makeTable } from './test-support.js';
+import { makeTable } from './testing.js';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 const SZ_4K = 0x1000n;

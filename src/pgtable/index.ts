@@ -45,3 +45,8 @@ export function createPgtable(
 ): RadixPgtable {
   return new RadixPgtable(createPteFormat(format, cfg), memory, allocator, cfg.tlb);
 }
+
+/** A read-only view of a table someone else built (a guest, a device model's tables): walk and look up. */
+export function pgtableView(format: PgtableFormatName, cfg: IoPgtableCfg, memory: PhysMemory, root: bigint): RadixPgtable {
+  return new RadixPgtable(createPteFormat(format, cfg), memory, undefined, undefined, Number(root));
+}

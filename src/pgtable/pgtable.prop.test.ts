@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ACCESS_READ, HwWalker, IOMMU_READ, IOMMU_WRITE, PgtableError, type IoPgtableCfg, type PgtableFormatName } from './index.js';
-import { makeTable, windowBytes } from './test-support.js';
+import { makeTable, windowBytes } from './testing.js';
 
 interface Leaf {
   iova: bigint;

@@ -76,11 +76,16 @@ export class RadixPgtable implements IoPgtable {
   private readonly out: PteOut = { lo: 0, hi: 0 };
   private freed = false;
 
+  /**
+   * With an allocator: a table this object owns (its root is allocated here). Without one: a read-only view
+   * of a table someone else built at `existingRoot` (walks and lookups only; map, unmap and free refuse).
+   */
   constructor(
     private readonly fmt: PteFormat,
     private readonly mem: PhysMemory,
-    private readonly allocator: PageAllocator,
+    private readonly allocator: PageAllocator | undefined,
     tlb: FlushOps | undefined,
+    existingRoot?: number,
   ) {
     this.format = fmt.name;
     this.levels = fmt.levels;
@@ -89,7 +94,7 @@ export class RadixPgtable implements IoPgtable {
     this.granuleMask = this.granule - 1;
     this.granuleBigMask = this.granuleBig - 1n;
     this.tableBytes = this.granule;
-    if (allocator.granule !== this.granule) {
+    if (allocator !== undefined && allocator.granule !== this.granule) {
       throw new PgtableError('EINVAL', 'PGTABLE_BAD_CFG', `${fmt.name}: allocator granule ${allocator.granule} != table granule ${this.granule}`);
     }
     for (let level = 1; level <= fmt.levels; level++) {
@@ -117,7 +122,10 @@ export class RadixPgtable implements IoPgtable {
       quirks,
     };
     this.rootPages = Math.max(1, (2 ** fmt.topIndexBits * 8) / this.granule);
-    this.rootPa = allocator.allocNum(this.rootPages);
+    if (allocator === undefined && existingRoot === undefined) {
+      throw new PgtableError('EINVAL', 'PGTABLE_BAD_CFG', `${fmt.name}: a view needs the root of an existing table`);
+    }
+    this.rootPa = allocator !== undefined ? allocator.allocNum(this.rootPages) : existingRoot!;
     this.root = BigInt(this.rootPa);
   }
 
@@ -139,6 +147,7 @@ export class RadixPgtable implements IoPgtable {
 
   map(iova: bigint, paddr: bigint, size: bigint, prot: number): bigint {
     this.checkLive();
+    this.owner();
     const len = this.sizeNumber('map', size);
     const pa = this.alignedNumber('map', 'paddr', paddr);
     const start = this.fold('map', iova, len);
@@ -158,10 +167,10 @@ export class RadixPgtable implements IoPgtable {
       return size;
     }
     const needed = this.planMap(start, pa, len);
-    if (needed > this.allocator.available) {
-      throw new PgtableError('ENOMEM', 'PGTABLE_NO_TABLE_PAGES', `map: needs ${needed} table pages, ${this.allocator.available} free`, {
+    if (needed > this.owner().available) {
+      throw new PgtableError('ENOMEM', 'PGTABLE_NO_TABLE_PAGES', `map: needs ${needed} table pages, ${this.owner().available} free`, {
         needed,
-        available: this.allocator.available,
+        available: this.owner().available,
       });
     }
     for (let off = 0; off < len; ) {
@@ -236,13 +245,13 @@ export class RadixPgtable implements IoPgtable {
         table = this.child(lo, hi);
         continue;
       }
-      if (check && level - target > this.allocator.available) {
-        throw new PgtableError('ENOMEM', 'PGTABLE_NO_TABLE_PAGES', `map: needs ${level - target} table pages, ${this.allocator.available} free`, {
+      if (check && level - target > this.owner().available) {
+        throw new PgtableError('ENOMEM', 'PGTABLE_NO_TABLE_PAGES', `map: needs ${level - target} table pages, ${this.owner().available} free`, {
           needed: level - target,
-          available: this.allocator.available,
+          available: this.owner().available,
         });
       }
-      const fresh = this.allocator.allocNum();
+      const fresh = this.owner().allocNum();
       this.fmt.encodeTable(fresh, out);
       this.writeEntry(ea, out.lo, out.hi);
       table = fresh;
@@ -275,6 +284,7 @@ export class RadixPgtable implements IoPgtable {
 
   unmap(iova: bigint, size: bigint, gather: IotlbGather = new IotlbGather()): bigint {
     this.checkLive();
+    this.owner();
     const len = this.sizeNumber('unmap', size);
     const start = this.fold('unmap', iova, len);
     const end = start + len;
@@ -423,6 +433,7 @@ export class RadixPgtable implements IoPgtable {
 
   free(): void {
     if (this.freed) return;
+    this.owner();
     for (let i = 0; i <= this.idxMask[this.fmt.levels]!; i++) {
       const ea = this.rootPa + i * 8;
       const c = this.mem.chunkAt(ea);
@@ -433,7 +444,7 @@ export class RadixPgtable implements IoPgtable {
         this.freeSubtree(this.child(lo, hi), this.fmt.levels - 1);
       }
     }
-    this.allocator.freeNum(this.rootPa, this.rootPages);
+    this.owner().freeNum(this.rootPa, this.rootPages);
     this.freed = true;
     this.tlb.tlbFlushAll();
   }
@@ -508,12 +519,18 @@ export class RadixPgtable implements IoPgtable {
       if (this.fmt.isLeaf(lo, hi, level)) bytes += this.span[level]!;
       else bytes += this.freeSubtree(this.child(lo, hi), level - 1);
     }
-    this.allocator.freeNum(table);
+    this.owner().freeNum(table);
     return bytes;
   }
 
   private checkLive(): void {
     if (this.freed) throw new PgtableError('EINVAL', 'PGTABLE_FREED', `${this.fmt.name}: the table was freed`);
+  }
+
+  /** The allocator, for operations that change the table; a read-only view refuses them. */
+  private owner(): PageAllocator {
+    if (this.allocator === undefined) throw new PgtableError('EINVAL', 'PGTABLE_READ_ONLY', `${this.fmt.name}: this is a read-only view of a table`);
+    return this.allocator;
   }
 
   /** A positive, granule-aligned size as an exact number. */

@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { IOMMU_NOEXEC, IOMMU_READ, IOMMU_WRITE, PgtableError, type PgtableFormatName } from './index.js';
-import { makeTable } from './test-support.js';
+import { makeTable } from './testing.js';
 
 const SZ_1G = 1n << 30n;
 const RWX = IOMMU_READ | IOMMU_WRITE;

@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Rig } from './test-support.js';
+import { Rig } from './testing.js';
 import {
   VIRTIO_IOMMU_ATTACH_F_BYPASS,
   VIRTIO_IOMMU_CONFIG,

@@ -6,7 +6,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Rig } from './test-support.js';
+import { Rig } from './testing.js';
 import { VIRTIO_IOMMU_S_OK } from './wire.js';
 import { VIRTIO_CONFIG_S_NEEDS_RESET, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../virtio/constants.js';
 

@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Rig } from './test-support.js';
+import { Rig } from './testing.js';
 import {
   VIRTIO_IOMMU_S_INVAL,
   VIRTIO_IOMMU_S_NOENT,

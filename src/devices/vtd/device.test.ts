@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { IOMMU_READ, IOMMU_WRITE } from '../../pgtable/types.js';
 import * as F from './faults.js';
 import * as R from './regs.js';
-import { VtdRig } from './test-support.js';
+import { VtdRig } from './testing.js';
 
 const RW = IOMMU_READ | IOMMU_WRITE;
 const SID = 0x0020; // 00:04.0
@@ -343,5 +343,59 @@ describe('VT-d page requests', () => {
     assert.equal(rig.unit.pageRequest({ sid: SID, pasid: 3, address: 0n, read: true, write: false, prgi: 2, lastInGroup: true }), 'overflow');
     assert.ok(Number(rig.reg(R.DMAR_PRS_REG)) & R.PRS_PRO);
     assert.deepEqual(rig.responses, [{ sid: SID, pasid: 3, prgi: 2, code: 0, auto: true }]);
+  });
+});
+
+describe('VT-d: what a VMM observes', () => {
+  it('caching mode: page-selective invalidations after map and unmap become map and unmap notifications', () => {
+    const seen: string[] = [];
+    const rig = new VtdRig({
+      awBits: 48,
+      cachingMode: true,
+      devices: [SID],
+      observer: {
+        invalidation: (i) => void seen.push(`inv ${i.source} ${i.name} g${i.granularity} did${i.did ?? '-'} ${i.addr === undefined ? '' : `0x${i.addr.toString(16)}/${i.am}`}`.trim()),
+        map: (e) => void seen.push(`map sid${e.sid} 0x${e.iova.toString(16)}+0x${e.size.toString(16)} -> 0x${e.pa.toString(16)} ${e.write ? 'rw' : 'r'}`),
+        unmap: (e) => void seen.push(`unmap sid${e.sid} 0x${e.iova.toString(16)}+0x${e.size.toString(16)}`),
+      },
+    });
+    const pt = rig.ssTable(48);
+    rig.legacyContext(SID, { aw: 2, did: 9, table: pt.root });
+    rig.enable();
+    const queue = rig.alloc.alloc();
+    rig.wr(R.DMAR_IQA_REG, queue, 8);
+    rig.command(R.GCMD_QIE);
+    const psi = (slot: number, addr: bigint, am: bigint): void => {
+      rig.memory.writeU64(queue + BigInt(16 * slot), (9n << 16n) | (3n << 4n) | 2n);
+      rig.memory.writeU64(queue + BigInt(16 * slot + 8), addr | am);
+      rig.wr(R.DMAR_IQT_REG, BigInt(16 * (slot + 1)), 8);
+    };
+    // spec (caching mode): software invalidates after creating a mapping, so the VMM can shadow it.
+    pt.map(0x40000n, 0x123000n, 0x2000n, RW);
+    psi(0, 0x40000n, 1n);
+    pt.unmap(0x41000n, 0x1000n);
+    psi(1, 0x41000n, 0n);
+    assert.deepEqual(seen, [
+      'inv queue iotlb g3 did9 0x40000/1',
+      'map sid32 0x40000+0x1000 -> 0x123000 rw',
+      'map sid32 0x41000+0x1000 -> 0x124000 rw',
+      'inv queue iotlb g3 did9 0x41000/0',
+      'unmap sid32 0x41000+0x1000',
+    ]);
+  });
+
+  it('reports every queued descriptor raw and decoded, and PASID-cache invalidations', () => {
+    const invs: { name: string; raw: bigint[] }[] = [];
+    const pasids: unknown[] = [];
+    const rig = new VtdRig({ scalableMode: true, firstStage: true, observer: { invalidation: (i) => void invs.push({ name: i.name, raw: i.raw }), pasidChange: (e) => void pasids.push(e) } });
+    const queue = rig.alloc.alloc();
+    rig.wr(R.DMAR_IQA_REG, queue | 0x800n, 8);
+    rig.command(R.GCMD_QIE);
+    rig.memory.writeU64(queue, (1n << 4n) | (4n << 16n) | (7n << 32n) | 7n); // PASID cache, PASID-selective, DID 4, PASID 7
+    rig.memory.writeU64(queue + 32n, (2n << 4n) | (4n << 16n) | (7n << 32n) | 6n); // PASID-IOTLB, all in PASID
+    rig.wr(R.DMAR_IQT_REG, 0x40n, 8);
+    assert.deepEqual(invs.map((i) => i.name), ['pasid-cache', 'pasid-iotlb']);
+    assert.equal(invs[0]!.raw.length, 4, '256-bit descriptors are reported whole');
+    assert.deepEqual(pasids, [{ granularity: 1, did: 4, pasid: 7 }]);
   });
 });

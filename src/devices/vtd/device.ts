@@ -15,8 +15,11 @@
  * Page requests from endpoints go to the page request queue (PQA/PQH/PQT, PRS, the page request event);
  * page group responses (descriptor type 9) go back through `onPageResponse`.
  *
- * Not modelled yet (see the issue note): the VMM observer (caching-mode map/unmap notifications),
- * interrupt remapping beyond its status bits, paging-structure caches.
+ * A VMM observes through `observer`: every invalidation (register or queue) raw and decoded; in caching
+ * mode, map/unmap notifications computed by re-walking what an IOTLB invalidation covered (second-stage
+ * tables of the `devices` given); PASID-cache changes.
+ *
+ * Not modelled: interrupt remapping beyond its status bits, paging-structure caches.
  */
 import { ViommuError, hex } from '../../errors.js';
 import type { PhysMemory } from '../../mem/phys-memory.js';
@@ -24,6 +27,7 @@ import { HwWalkResult, HwWalker, ACCESS_EXEC, ACCESS_READ, ACCESS_USER, ACCESS_W
 import { VtdSecondStageFormat } from '../../pgtable/vtd-ss.js';
 import { X86FirstStageFormat } from '../../pgtable/x86-fs.js';
 import type { PteFormat } from '../../pgtable/format.js';
+import { pgtableView } from '../../pgtable/index.js';
 import * as F from './faults.js';
 import * as R from './regs.js';
 
@@ -55,6 +59,46 @@ export interface VtdOptions {
   preset?: 'qemu-7.2';
   /** Page group responses (invalidation descriptor type 9) back to the endpoint. */
   onPageResponse?: (r: PageGroupResponse) => void;
+  /** What a VMM watches: invalidations, caching-mode map/unmap, PASID-cache changes. */
+  observer?: VtdObserver;
+  /** Requester IDs behind the unit, for caching-mode replays (as QEMU walks its address spaces). */
+  devices?: readonly number[];
+}
+
+/** One invalidation the unit performed, raw and decoded. */
+export interface VtdInvalidation {
+  source: 'register' | 'queue';
+  /** The descriptor (queue: 2 or 4 qwords) or register value (CCMD, or IVA and IOTLB). */
+  raw: bigint[];
+  type: number;
+  name: 'context' | 'iotlb' | 'device-tlb' | 'iec' | 'wait' | 'pasid-iotlb' | 'pasid-cache' | 'pasid-device-tlb' | 'page-group-response';
+  granularity: number;
+  did?: number;
+  sid?: number;
+  pasid?: number;
+  addr?: bigint;
+  am?: number;
+  ih?: boolean;
+}
+
+export interface VtdMapEvent {
+  sid: number;
+  did: number;
+  iova: bigint;
+  size: bigint;
+  pa: bigint;
+  read: boolean;
+  write: boolean;
+}
+
+export interface VtdObserver {
+  invalidation?(inv: VtdInvalidation): void;
+  /** Caching mode: a mapping appeared (found by re-walking after an IOTLB invalidation). */
+  map?(e: VtdMapEvent): void;
+  /** Caching mode: a mapping the VMM was told about is gone or changed. */
+  unmap?(e: Omit<VtdMapEvent, 'pa' | 'read' | 'write'>): void;
+  /** A PASID-cache invalidation: PASID entries of this domain (and PASID) may have changed. */
+  pasidChange?(e: { granularity: number; did: number; pasid?: number }): void;
 }
 
 /** A page request an endpoint issues (PCIe PRI), as the unit receives it. */
@@ -152,8 +196,12 @@ export class VtdIommu {
   private readonly memory: PhysMemory;
   private readonly onInterrupt: (address: bigint, data: number) => void;
   private readonly onPageResponse: (r: PageGroupResponse) => void;
+  private readonly observer: VtdObserver | undefined;
+  private readonly devices: readonly number[];
+  /** Caching mode: per requester ID, what the observer was told is mapped (iova -> leaf). */
+  private readonly shadow = new Map<number, Map<number, { size: number; pa: number; read: boolean; write: boolean; did: number }>>();
   private readonly regs: R.RegisterBank;
-  private readonly o: Required<Omit<VtdOptions, 'memory' | 'onInterrupt' | 'preset' | 'onPageResponse'>>;
+  private readonly o: Required<Omit<VtdOptions, 'memory' | 'onInterrupt' | 'preset' | 'onPageResponse' | 'observer' | 'devices'>>;
   private readonly iotlbMax: number;
   private readonly contextCache = new Map<number, CachedContext>();
   private readonly pasidCache = new Map<number, CachedPasid>();
@@ -173,6 +221,8 @@ export class VtdIommu {
     this.memory = opts.memory;
     this.onInterrupt = opts.onInterrupt ?? (() => {});
     this.onPageResponse = opts.onPageResponse ?? (() => {});
+    this.observer = opts.observer;
+    this.devices = opts.devices ?? [];
     const qemu = opts.preset === 'qemu-7.2';
     this.o = {
       awBits: opts.awBits ?? 39,
@@ -314,6 +364,7 @@ export class VtdIommu {
     const did = Number(v & 0xffffn);
     const sid = Number((v >> 16n) & 0xffffn);
     this.invalidateContext(cirg, did, sid, Number((v >> 32n) & 3n));
+    this.observer?.invalidation?.({ source: 'register', raw: [v], type: 1, name: 'context', granularity: cirg, did, sid });
     // Done: ICC clears, CAIG reports the granularity performed.
     this.regs.set(R.DMAR_CCMD_REG, 8, (v & ~(1n << 63n) & ~(3n << 59n)) | (BigInt(cirg) << 59n));
   }
@@ -325,6 +376,8 @@ export class VtdIommu {
     const did = Number((v >> 32n) & 0xffffn);
     const iva = this.regs.get(R.IRO_OFFSET, 8);
     this.invalidateIotlb(iirg, did, Number(iva & ~0xfffn), Number(iva & 0x3fn), -1);
+    this.observer?.invalidation?.({ source: 'register', raw: [iva, v], type: 2, name: 'iotlb', granularity: iirg, did, addr: iva & ~0xfffn, am: Number(iva & 0x3fn), ih: (iva & 0x40n) !== 0n });
+    this.cachingModeReplay(iirg, did, Number(iva & ~0xfffn), Number(iva & 0x3fn));
     this.regs.set(R.IRO_OFFSET + 8, 8, (v & ~(1n << 63n) & ~(3n << 57n)) | (BigInt(iirg) << 57n));
   }
 
@@ -752,11 +805,8 @@ export class VtdIommu {
   }
 
   private readContextLow(sid: number): bigint | undefined {
-    const bus = sid >> 8;
-    const devfn = sid & 0xff;
-    const root = this.read64(this.rootPtr + 16 * bus + (devfn >= 128 ? 8 : 0));
-    if (root === undefined || !(root & 1n)) return undefined;
-    return this.read64(Number(root & 0xffffffffff000n) + 32 * (devfn & 0x7f));
+    const at = this.scalableContextAt(sid);
+    return at === undefined ? undefined : this.read64(at);
   }
 
   // ---- faults -------------------------------------------------------------------------------------
@@ -854,8 +904,88 @@ export class VtdIommu {
     if (!(fsts & R.FSTS_PPF)) this.raiseEvent(R.DMAR_FECTL_REG, R.DMAR_FEDATA_REG, R.DMAR_FEADDR_REG);
   }
 
+  private emit(raw: bigint[], type: number, name: VtdInvalidation['name'], granularity: number, f: Partial<VtdInvalidation>): void {
+    this.observer?.invalidation?.({ source: 'queue', raw, type, name, granularity, ...f });
+  }
+
+  /**
+   * Caching mode: after an IOTLB invalidation, re-walk what it covered for every device of the domain and
+   * tell the observer what appeared and what went (as QEMU's shadowing does for assigned devices).
+   */
+  private cachingModeReplay(granularity: number, did: number, addr: number, am: number): void {
+    if (!this.o.cachingMode || (!this.observer?.map && !this.observer?.unmap)) return;
+    for (const sid of this.devices) {
+      const ss = this.secondStageOf(sid);
+      if (ss === undefined || (granularity !== 1 && ss.did !== did)) continue;
+      const span = 4096 * 2 ** am;
+      const start = granularity === 3 ? addr - (addr % span) : 0;
+      const end = granularity === 3 ? start + span : 2 ** ss.awBits;
+      const now = new Map<number, { size: number; pa: number; read: boolean; write: boolean; did: number }>();
+      try {
+        const view = pgtableView('vtd-ss', { pgsizeBitmap: (1n << 12n) | (1n << 21n) | (1n << 30n), ias: ss.awBits, oas: this.o.awBits, quirks: { snoopControl: this.o.snoopControl } }, this.memory, BigInt(ss.root));
+        view.walk(BigInt(start), (e) => {
+          if (e.kind === 'leaf') now.set(Number(e.iova), { size: Number(e.size), pa: Number(e.addr), read: (e.prot & 1) !== 0, write: (e.prot & 2) !== 0, did: ss.did });
+        }, BigInt(end - start));
+      } catch (e) {
+        if (!(e instanceof ViommuError)) throw e; // a corrupt guest table: nothing is mapped there
+      }
+      let shadow = this.shadow.get(sid);
+      if (shadow === undefined) {
+        shadow = new Map();
+        this.shadow.set(sid, shadow);
+      }
+      for (const [iova, old] of shadow) {
+        if (iova < start || iova >= end) continue;
+        const cur = now.get(iova);
+        if (cur && cur.pa === old.pa && cur.size === old.size && cur.read === old.read && cur.write === old.write) continue;
+        shadow.delete(iova);
+        this.observer.unmap?.({ sid, did: old.did, iova: BigInt(iova), size: BigInt(old.size) });
+      }
+      for (const [iova, cur] of now) {
+        if (shadow.has(iova)) continue;
+        shadow.set(iova, cur);
+        this.observer.map?.({ sid, did: cur.did, iova: BigInt(iova), size: BigInt(cur.size), pa: BigInt(cur.pa), read: cur.read, write: cur.write });
+      }
+    }
+  }
+
+  /** The second-stage table a device uses now (read fresh from memory, bypassing the caches). */
+  private secondStageOf(sid: number): { did: number; root: number; awBits: number } | undefined {
+    if (!this.rootValid) return undefined;
+    const bus = sid >> 8;
+    const devfn = sid & 0xff;
+    if (!this.scalableRoot) {
+      const root = this.read64(this.rootPtr + 16 * bus);
+      if (root === undefined || !(root & 1n)) return undefined;
+      const at = Number(root & 0xffffffffff000n) + 16 * devfn;
+      const lo = this.read64(at);
+      const hi = this.read64(at + 8);
+      if (lo === undefined || hi === undefined || !(lo & 1n) || ((lo >> 2n) & 3n) > 1n) return undefined;
+      const aw = Number(hi & 7n);
+      return { did: Number((hi >> 8n) & 0xffffn), root: Number(lo & 0xffffffffff000n), awBits: aw === 1 ? 39 : aw === 2 ? 48 : 57 };
+    }
+    const ctx = this.readContextLow(sid);
+    const ctxHi = ctx === undefined ? undefined : this.read64(this.scalableContextAt(sid)! + 8);
+    if (ctx === undefined || ctxHi === undefined || !(ctx & 1n)) return undefined;
+    const pasid = Number(ctxHi & 0xfffffn);
+    const dir = this.read64(Number(ctx & 0xffffffffff000n) + 8 * (pasid >> 6));
+    if (dir === undefined || !(dir & 1n)) return undefined;
+    const at = Number(dir & 0xffffffffff000n) + 64 * (pasid & 63);
+    const q0 = this.read64(at);
+    const q1 = this.read64(at + 8);
+    if (q0 === undefined || q1 === undefined || !(q0 & 1n) || ((q0 >> 6n) & 7n) !== 2n) return undefined;
+    const aw = Number((q0 >> 2n) & 7n);
+    return { did: Number(q1 & 0xffffn), root: Number(q0 & 0xffffffffff000n), awBits: aw === 1 ? 39 : aw === 2 ? 48 : 57 };
+  }
+
+  private scalableContextAt(sid: number): number | undefined {
+    const root = this.read64(this.rootPtr + 16 * (sid >> 8) + ((sid & 0xff) >= 128 ? 8 : 0));
+    return root === undefined || !(root & 1n) ? undefined : Number(root & 0xffffffffff000n) + 32 * (sid & 0x7f);
+  }
+
   /** Execute one descriptor; returns 0 or an IQEI error code (3 type, 4 reserved field). */
   private descriptor(q0: bigint, q1: bigint, upper: bigint[] | undefined): number {
+    const raw = upper ? [q0, q1, upper[0]!, upper[1]!] : [q0, q1];
     const type = Number((q0 & 0xfn) | (((q0 >> 9n) & 7n) << 4n));
     const g = Number((q0 >> 4n) & 3n);
     switch (type) {
@@ -863,18 +993,23 @@ export class VtdIommu {
         if (q0 & 0xfffc00000000f1c0n || q1 !== 0n || (upper && (upper[0] !== 0n || upper[1] !== 0n))) return 4;
         if (g === 0) return 4;
         this.invalidateContext(g, Number((q0 >> 16n) & 0xffffn), Number((q0 >> 32n) & 0xffffn), Number((q0 >> 48n) & 3n));
+        this.emit(raw, 1, 'context', g, { did: Number((q0 >> 16n) & 0xffffn), sid: Number((q0 >> 32n) & 0xffffn) });
         return 0;
       }
       case 2: {
         if (q0 & 0xffffffff0000f100n || q1 & 0xf80n) return 4;
         if (g === 0) return 4;
-        this.invalidateIotlb(g, Number((q0 >> 16n) & 0xffffn), Number(q1 & ~0xfffn), Number(q1 & 0x3fn), -1);
+        const did = Number((q0 >> 16n) & 0xffffn);
+        this.invalidateIotlb(g, did, Number(q1 & ~0xfffn), Number(q1 & 0x3fn), -1);
+        this.emit(raw, 2, 'iotlb', g, { did, addr: q1 & ~0xfffn, am: Number(q1 & 0x3fn), ih: (q1 & 0x40n) !== 0n });
+        this.cachingModeReplay(g, did, Number(q1 & ~0xfffn), Number(q1 & 0x3fn));
         return 0;
       }
       case 3:
       case 4:
       case 8:
-        // Device-TLB and interrupt-entry-cache invalidations: no such caches are modelled.
+        // Device-TLB and interrupt-entry-cache invalidations: no such caches are modelled, but a VMM sees them.
+        this.emit(raw, type, type === 3 ? 'device-tlb' : type === 4 ? 'iec' : 'pasid-device-tlb', g, {});
         return 0;
       case 5: {
         // Invalidation wait: status write, interrupt, fence.
@@ -885,6 +1020,7 @@ export class VtdIommu {
           if (!this.memory.containsRange(addr, 4)) return 2;
           this.memory.writeU32n(addr, Number(q0 >> 32n));
         }
+        this.emit(raw, 5, 'wait', 0, {});
         if (interrupt) {
           const ics = this.regs.get32(R.DMAR_ICS_REG);
           if (!(ics & R.ICS_IWC)) {
@@ -899,6 +1035,7 @@ export class VtdIommu {
         if (q0 & 0xfff000000000f1c0n || q1 & 0xf80n) return 4;
         if (g !== 2 && g !== 3) return 4;
         this.invalidateIotlb(g === 2 ? 2 : 3, Number((q0 >> 16n) & 0xffffn), Number(q1 & ~0xfffn), Number(q1 & 0x3fn), Number((q0 >> 32n) & 0xfffffn));
+        this.emit(raw, 6, 'pasid-iotlb', g, { did: Number((q0 >> 16n) & 0xffffn), pasid: Number((q0 >> 32n) & 0xfffffn), addr: q1 & ~0xfffn, am: Number(q1 & 0x3fn), ih: (q1 & 0x40n) !== 0n });
         return 0;
       }
       case 7: {
@@ -908,12 +1045,15 @@ export class VtdIommu {
         for (const [key, p] of this.pasidCache) {
           if (g === 3 || (p.did === did && (g === 0 || key % 2 ** 21 === pasid))) this.pasidCache.delete(key);
         }
+        this.emit(raw, 7, 'pasid-cache', g, g === 1 ? { did, pasid } : { did });
+        this.observer?.pasidChange?.(g === 1 ? { granularity: g, did, pasid } : { granularity: g, did });
         return 0;
       }
       case 9: {
         // Page group response: back to the endpoint.
         if (!this.o.scalableMode || !this.o.pageRequests) return 3;
         const hasPasid = (q0 & 0x10n) !== 0n;
+        this.emit(raw, 9, 'page-group-response', 0, {});
         this.onPageResponse({
           sid: Number((q0 >> 16n) & 0xffffn),
           ...(hasPasid ? { pasid: Number((q0 >> 32n) & 0xfffffn) } : {}),

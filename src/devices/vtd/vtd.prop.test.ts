@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { IOMMU_READ, IOMMU_WRITE } from '../../pgtable/types.js';
 import * as R from './regs.js';
-import { VtdRig } from './test-support.js';
+import { VtdRig } from './testing.js';
 
 const RUNS = Number(process.env['VIOMMU_FUZZ_RUNS'] ?? 100_000);
 

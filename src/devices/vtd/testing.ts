@@ -20,6 +20,7 @@ export class VtdRig {
   readonly responses: PageGroupResponse[] = [];
 
   constructor(opts: Omit<VtdOptions, 'memory' | 'onInterrupt' | 'onPageResponse'> = {}) {
+    // (observer and devices pass through)
     this.unit = new VtdIommu({
       ...opts,
       memory: this.memory,
