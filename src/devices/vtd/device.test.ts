@@ -399,3 +399,98 @@ describe('VT-d: what a VMM observes', () => {
     assert.deepEqual(pasids, [{ granularity: 1, did: 4, pasid: 7 }]);
   });
 });
+
+describe('VT-d fault reasons, each from the condition that defines it', () => {
+  /** A scalable unit with one device whose PASID 1 uses first-stage and PASID 2 second-stage tables. */
+  function setup() {
+    const rig = new VtdRig({ scalableMode: true, firstStage: true, nesting: true, awBits: 48 });
+    const fs = rig.fsTable(4);
+    fs.map(0x1000n, 0x5000n, 0x1000n, IOMMU_READ);
+    const ss = rig.ssTable(48);
+    ss.map(0x1000n, 0x6000n, 0x1000n, RW);
+    const dir = rig.scalableContext(SID, { paside: true, pdts: 0 });
+    rig.pasidEntry(dir, 1, { pgtt: 1, fs: fs.root, sre: true });
+    rig.pasidEntry(dir, 2, { pgtt: 2, ss: ss.root, aw: 2 });
+    rig.enable(true);
+    return { rig, fs, ss, dir };
+  }
+  const leafOf = (t: { walk: (i: bigint, v: (e: { kind: string; tableAddr: bigint; index: number }) => void) => void }, iova: bigint): bigint => {
+    let at = 0n;
+    t.walk(iova, (e) => void (e.kind === 'leaf' && (at = e.tableAddr + BigInt(e.index) * 8n)));
+    return at;
+  };
+
+  const cases: [string, number, (s: ReturnType<typeof setup>) => ReturnType<VtdRig['unit']['translate']>][] = [
+    ['legacy root table with a reserved TTM (8)', F.VTD_FR_ROOT_TABLE_INV, ({ rig }) => {
+      rig.wr(R.DMAR_RTADDR_REG, rig.root | 0xc00n, 8);
+      rig.command(R.GCMD_SRTP);
+      return rig.unit.translate({ sid: SID, iova: 0n, write: false });
+    }],
+    ['scalable root entry not present (0x39)', F.VTD_FR_SM_ROOT_P, ({ rig }) => rig.unit.translate({ sid: 0x0300, iova: 0n, write: false })],
+    ['scalable root entry with reserved bits (0x3A)', F.VTD_FR_SM_ROOT_RSVD, ({ rig }) => {
+      rig.memory.writeU64(rig.root + 16n * 5n, 0x1000n | 0x20n | 1n);
+      return rig.unit.translate({ sid: 0x0500, iova: 0n, write: false });
+    }],
+    ['scalable context entry not present (0x41)', F.VTD_FR_SM_CTX_P, ({ rig }) => rig.unit.translate({ sid: SID + 1, iova: 0n, write: false })],
+    ['scalable context entry with reserved bits (0x42)', F.VTD_FR_SM_CTX_RSVD, ({ rig }) => {
+      const ctp = rig.memory.readU64(rig.root) & ~0xfffn;
+      rig.memory.writeU64(ctp + 32n * 0x21n, 0x1000n | 0x40n | 1n);
+      return rig.unit.translate({ sid: 0x21, iova: 0n, write: false });
+    }],
+    ['PASID directory entry not present (0x51)', F.VTD_FR_SM_PASID_DIR_P, ({ rig }) => {
+      rig.scalableContext(0x22, { paside: true, pdts: 1 });
+      return rig.unit.translate({ sid: 0x22, pasid: 64, iova: 0n, write: false });
+    }],
+    ['PASID directory entry with reserved bits (0x52)', F.VTD_FR_SM_PASID_DIR_RSVD, ({ rig, dir }) => {
+      rig.memory.writeU64(dir + 8n, 0x2000n | 0x10n | 1n);
+      return rig.unit.translate({ sid: SID, pasid: 70, iova: 0n, write: false });
+    }],
+    ['PASID table entry with reserved bits (0x5A)', F.VTD_FR_SM_PASID_TABLE_RSVD, ({ rig, dir }) => {
+      const table = rig.memory.readU64(dir) & ~0xfffn;
+      rig.memory.writeU64(table + 64n * 1n + 24n, 1n);
+      return rig.unit.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: false });
+    }],
+    ['execute request with ERE clear (0x5C)', F.VTD_FR_SM_ERE_0, ({ rig }) => rig.unit.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: false, exec: true })],
+    ['first-stage table pointer outside memory (0x70)', F.VTD_FR_FS_ACCESS, ({ rig, fs }) => {
+      rig.memory.writeU64(fs.root + 8n, 0x7fff0000000n | 0x27n);
+      return rig.unit.translate({ sid: SID, pasid: 1, iova: 1n << 39n, write: false });
+    }],
+    ['first-stage entry with reserved bits (0x72)', F.VTD_FR_FS_RSVD, ({ rig, fs }) => {
+      rig.memory.writeU64(fs.root + 16n, 0x3000n | 0x80n | 0x27n); // PS in a PML4E
+      return rig.unit.translate({ sid: SID, pasid: 1, iova: 2n << 39n, write: false });
+    }],
+    ['first-stage write to a read-only page (0x85)', F.VTD_FR_FS_WRITE, ({ rig }) => rig.unit.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: true })],
+    ['first-stage user request to a supervisor page (0x81)', F.VTD_FR_FS_USER, ({ rig, fs }) => {
+      const leaf = leafOf(fs, 0x1000n);
+      rig.memory.writeU64(leaf, rig.memory.readU64(leaf) & ~4n);
+      return rig.unit.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: false });
+    }],
+    ['second-stage table pointer outside memory (0x78)', F.VTD_FR_SS_ACCESS, ({ rig, ss }) => {
+      rig.memory.writeU64(ss.root + 8n, 0x7fff0000000n | 3n);
+      return rig.unit.translate({ sid: SID, pasid: 2, iova: 1n << 39n, write: false });
+    }],
+    ['second-stage entry with reserved bits (0x7A)', F.VTD_FR_SS_RSVD, ({ rig, ss }) => {
+      const leaf = leafOf(ss, 0x1000n);
+      rig.memory.writeU64(leaf, rig.memory.readU64(leaf) | (1n << 11n));
+      return rig.unit.translate({ sid: SID, pasid: 2, iova: 0x1000n, write: false });
+    }],
+    ['nested: first-stage A/D update without second-stage write permission (0x77)', F.VTD_FR_NESTED_FS_WRITE, ({ rig }) => {
+      const ss = rig.ssTable(48);
+      ss.map(0x10000000n, 0x10000000n, 0x4000000n, IOMMU_READ);
+      ss.map(0n, 0n, 0x1000000n, RW);
+      const fs = rig.fsTable(4);
+      fs.map(0x1000n, 0x2000n, 0x1000n, RW);
+      const dir = rig.scalableContext(0x30, { paside: true });
+      rig.pasidEntry(dir, 4, { pgtt: 3, fs: fs.root, ss: ss.root, aw: 2 });
+      return rig.unit.translate({ sid: 0x30, pasid: 4, iova: 0x1000n, write: true });
+    }],
+  ];
+  for (const [name, reason, run] of cases) {
+    it(name, () => {
+      const s = setup();
+      assert.equal(fault(run(s)), reason);
+      const [, hi] = s.rig.faultRecord();
+      assert.equal((hi >> 32n) & 0xffn, BigInt(reason), 'the fault record carries the reason');
+    });
+  }
+});

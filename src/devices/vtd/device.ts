@@ -173,6 +173,8 @@ interface CachedPasid {
   fsptptr: number;
   fsLevels: number;
   sre: boolean;
+  /** Execute requests enabled. */
+  ere: boolean;
   wpe: boolean;
 }
 
@@ -647,6 +649,11 @@ export class VtdIommu {
       const [q0, q1, q2] = q as [bigint, bigint, bigint];
       if (!(q0 & 1n)) return this.fail(req, F.VTD_FR_SM_PASID_TABLE_P, dirFpd);
       const fpd = dirFpd || (q0 & 2n) !== 0n;
+      // Reserved: qword 0 bits 11:10 and address bits beyond the host width; qword 1 above PGSNP (88) and
+      // 86:80; qword 2 bits 11:6 (above WPE/NXE/SMEP/EAFE are 139:136 ... kept zero here); qwords 3-7.
+      if (q0 & 0xc00n || this.beyondHaw(q0) || q1 & ~0x180ffffn || q2 & 0xf00n || q.slice(3).some((v) => v !== 0n)) {
+        return this.fail(req, F.VTD_FR_SM_PASID_TABLE_RSVD, fpd);
+      }
       const pgtt = Number((q0 >> 6n) & 7n);
       const aw = Number((q0 >> 2n) & 7n);
       const ok =
@@ -669,6 +676,7 @@ export class VtdIommu {
         fsptptr: Number(q2 & 0xffffffffff000n),
         fsLevels: fspm === 1 ? 5 : 4,
         sre: (q2 & 1n) !== 0n,
+        ere: (q2 & 2n) !== 0n,
         wpe: (q2 & 0x10n) !== 0n,
       };
       this.pasidCache.set(pkey, pe);
@@ -689,8 +697,9 @@ export class VtdIommu {
   private firstStage(req: VtdRequest, pe: CachedPasid, pasidKey: number): VtdTranslation {
     this.stats.walks++;
     const ias = pe.fsLevels === 5 ? 57 : 48;
-    // spec: supervisor requests need SRE in the PASID entry.
+    // spec: supervisor requests need SRE, execute requests ERE, in the PASID entry.
     if (req.priv && !pe.sre) return this.fail(req, F.VTD_FR_SM_SRE_0, pe.fpd);
+    if (req.exec && !pe.ere) return this.fail(req, F.VTD_FR_SM_ERE_0, pe.fpd);
     const half = 1n << BigInt(ias - 1);
     const top = req.iova >> BigInt(ias - 1);
     if (top !== 0n && top !== (1n << BigInt(65 - ias)) - 1n) return this.fail(req, F.VTD_FR_NON_CANONICAL, pe.fpd);

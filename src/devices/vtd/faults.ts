@@ -37,6 +37,7 @@ export const VTD_FR_SM_PASID_TABLE_ACCESS = 0x58;
 export const VTD_FR_SM_PASID_TABLE_P = 0x59;
 export const VTD_FR_SM_PASID_TABLE_RSVD = 0x5a;
 export const VTD_FR_SM_PASID_ENTRY_INV = 0x5b;
+export const VTD_FR_SM_ERE_0 = 0x5c;
 export const VTD_FR_SM_SRE_0 = 0x5d;
 export const VTD_FR_FS_ACCESS = 0x70;
 export const VTD_FR_FS_NOT_PRESENT = 0x71;

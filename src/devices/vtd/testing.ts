@@ -95,7 +95,7 @@ export class VtdRig {
   pasidEntry(
     dir: bigint,
     pasid: number,
-    e: { pgtt: number; did?: number; aw?: number; ss?: bigint; fs?: bigint; fspm?: number; sre?: boolean; wpe?: boolean; fpd?: boolean },
+    e: { pgtt: number; did?: number; aw?: number; ss?: bigint; fs?: bigint; fspm?: number; sre?: boolean; ere?: boolean; wpe?: boolean; fpd?: boolean },
   ): void {
     const de = dir + BigInt(8 * (pasid >> 6));
     let table = this.memory.readU64(de) & ~0xfffn;
@@ -106,7 +106,7 @@ export class VtdRig {
     const at = table + BigInt(64 * (pasid & 63));
     this.memory.writeU64(at, (e.ss ?? 0n) | (BigInt(e.pgtt) << 6n) | (BigInt(e.aw ?? 2) << 2n) | (e.fpd ? 2n : 0n) | 1n);
     this.memory.writeU64(at + 8n, BigInt(e.did ?? 1));
-    this.memory.writeU64(at + 16n, (e.fs ?? 0n) | (BigInt(e.fspm ?? 0) << 2n) | (e.sre ? 1n : 0n) | (e.wpe ? 0x10n : 0n));
+    this.memory.writeU64(at + 16n, (e.fs ?? 0n) | (BigInt(e.fspm ?? 0) << 2n) | (e.sre ? 1n : 0n) | (e.ere ? 2n : 0n) | (e.wpe ? 0x10n : 0n));
   }
 
   /** The fault record at index i: [lo, hi]. */
