@@ -1,9 +1,9 @@
 /**
  * Benchmarks: one JSON object per line, {"name", "ops_per_s", "ns_per_op", ...}.
  *
- * Each benchmark runs its body in batches until about `BENCH_SECONDS` (default 1) have passed after a
- * warm-up, and reports the best batch (least disturbed by the machine). `node dist/bench/main.js name...`
- * runs only the named ones.
+ * Each benchmark runs in its own process, its body in batches until about `BENCH_SECONDS` (default 1) have
+ * passed after a warm-up, and reports the best batch (least disturbed by the machine).
+ * `node dist/bench/main.js name...` runs only the named ones, in this process.
  */
 import {
   IntervalMap,
@@ -353,6 +353,16 @@ const asyncBenches: Record<string, () => Promise<Result>> = {
 };
 
 const wanted = process.argv.slice(2);
+if (wanted.length === 0) {
+  // Each benchmark in its own process: the JIT and heap state one leaves behind must not colour the next.
+  const { spawnSync } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  for (const name of [...Object.keys(benches), ...Object.keys(asyncBenches)]) {
+    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), name], { stdio: ['ignore', 'inherit', 'inherit'] });
+    if (r.status !== 0) process.exitCode = 1;
+  }
+  process.exit();
+}
 for (const [name, run] of Object.entries(benches)) {
   if (wanted.length > 0 && !wanted.includes(name)) continue;
   console.log(JSON.stringify(run()));

@@ -44,25 +44,34 @@ describe('VT-d under hostile input', () => {
     );
   });
 
-  it('translate agrees with the reference map for random mapped sets (legacy and scalable second stage)', () => {
+  it('translate agrees with the reference map for random mapped sets (legacy, scalable second stage, first stage, nested)', () => {
     fc.assert(
       fc.property(
         fc.uniqueArray(fc.integer({ min: 0, max: 511 }), { minLength: 1, maxLength: 40 }),
         fc.array(fc.integer({ min: 0, max: 1023 }), { minLength: 1, maxLength: 40 }),
-        fc.boolean(),
-        (pages, probes, scalable) => {
-          const rig = new VtdRig({ awBits: 48, scalableMode: scalable });
-          const pt = rig.ssTable(48);
+        fc.constantFrom('legacy', 'scalable-ss', 'first-stage', 'nested'),
+        (pages, probes, mode) => {
+          const scalable = mode !== 'legacy';
+          const rig = new VtdRig({ awBits: 48, scalableMode: scalable, firstStage: scalable, nesting: scalable });
+          const pt = mode === 'first-stage' || mode === 'nested' ? rig.fsTable(4) : rig.ssTable(48);
           const ref = new Map<number, bigint>();
           pages.forEach((p, i) => {
             const pa = BigInt(0x100000 + i * 0x3000);
             pt.map(BigInt(p) << 12n, pa, 0x1000n, p % 3 === 0 ? IOMMU_READ : IOMMU_READ | IOMMU_WRITE);
             ref.set(p, pa);
           });
-          if (scalable) {
+          if (mode === 'legacy') rig.legacyContext(0x10, { aw: 2, table: pt.root });
+          else {
             const dir = rig.scalableContext(0x10);
-            rig.pasidEntry(dir, 0, { pgtt: 2, aw: 2, ss: pt.root });
-          } else rig.legacyContext(0x10, { aw: 2, table: pt.root });
+            if (mode === 'scalable-ss') rig.pasidEntry(dir, 0, { pgtt: 2, aw: 2, ss: pt.root });
+            else if (mode === 'first-stage') rig.pasidEntry(dir, 0, { pgtt: 1, fs: pt.root });
+            else {
+              // Nested with an identity second stage over all of memory that matters.
+              const ss = rig.ssTable(48);
+              ss.map(0n, 0n, 0x20000000n, IOMMU_READ | IOMMU_WRITE);
+              rig.pasidEntry(dir, 0, { pgtt: 3, fs: pt.root, ss: ss.root, aw: 2 });
+            }
+          }
           rig.enable(scalable);
           for (const p of probes) {
             for (const write of [false, true]) {
