@@ -229,7 +229,7 @@ Object.assign(benches, {
       n,
       () => {
         for (let i = 0; i < n; i++) m.insert(keys[i]!, ends[i]!, i);
-        for (let i = 0; i < n; i++) m.removeRange(keys[i]!, ends[i]!);
+        for (let i = 0; i < n; i++) m.removeRange(keys[i]!, ends[i]!, false);
       },
       { unit: 'map+unmap pair', live_mappings: 'growing to 65536 then emptied', reference: 'QEMU GLib tree 64 ns/pair (issue 3)' },
     );

@@ -22,7 +22,8 @@ export interface Interval<V> {
 
 /** What `removeRange` found. */
 export type RemoveResult<V> =
-  | { ok: true; removed: Interval<V>[] }
+  /** `removed` lists the intervals only when asked to collect them; `count` is always right. */
+  | { ok: true; count: number; removed: Interval<V>[] }
   /** An interval crosses the range's edge: removing it would split it. Nothing was removed. */
   | { ok: false; splits: Interval<V> };
 
@@ -31,15 +32,21 @@ const ORDER = 64;
 const TWO32 = 4294967296;
 const TWO53 = 1n << 53n;
 
-/** Leaf keys: per entry [start hi, start lo, end hi, end lo]. */
+/**
+ * Leaf words per entry: [start hi, start lo, end hi, end lo, aux0, aux1, aux2, -]. The three aux words carry
+ * a caller's small numeric payload in the same cache lines as the keys, so the hottest lookups touch
+ * nothing else.
+ */
+const STRIDE = 8;
 const SH = 0;
 const SL = 1;
 const EH = 2;
 const EL = 3;
+const AUX = 4;
 
 class Leaf<V> {
   count = 0;
-  readonly keys = new Uint32Array(ORDER * 4);
+  readonly keys = new Uint32Array(ORDER * STRIDE);
   /** Values, by entry; intervals are rebuilt from the keys only on cold paths. */
   readonly items: (V | undefined)[] = new Array<V | undefined>(ORDER).fill(undefined);
   parent: Inner<V> | null = null;
@@ -79,7 +86,11 @@ function le(ah: number, al: number, bh: number, bl: number): boolean {
   return ah < bh || (ah === bh && al <= bl);
 }
 
+/** Emptied leaves kept for reuse: allocating a leaf's typed array costs more than the operation itself. */
+const POOL_SIZE = 32;
+
 export class IntervalMap<V> {
+  private readonly pool: Leaf<V>[] = [];
   private root: Node<V> = new Leaf<V>();
   private size_ = 0;
   /** Position found by `floor` / `locate`: a leaf and an entry index (-1: before the leaf's first). */
@@ -105,13 +116,23 @@ export class IntervalMap<V> {
 
   /** Start of the interval the last `lookupValue` found, as a number (exact below 2^53, else NaN). */
   foundStartNumber(): number {
-    const h = this.leaf.keys[this.index * 4 + SH]!;
-    return h < 0x200000 ? h * TWO32 + this.leaf.keys[this.index * 4 + SL]! : NaN;
+    const h = this.leaf.keys[this.index * STRIDE + SH]!;
+    return h < 0x200000 ? h * TWO32 + this.leaf.keys[this.index * STRIDE + SL]! : NaN;
   }
 
   /** Start of the interval the last `lookupValue` found. */
   foundStart(): bigint {
-    return join(this.leaf.keys[this.index * 4 + SH]!, this.leaf.keys[this.index * 4 + SL]!);
+    return join(this.leaf.keys[this.index * STRIDE + SH]!, this.leaf.keys[this.index * STRIDE + SL]!);
+  }
+
+  /** Aux word i (0..2) of the interval the last `lookupValue` / `contains` found. */
+  foundAux(i: number): number {
+    return this.leaf.keys[this.index * STRIDE + AUX + i]!;
+  }
+
+  /** Whether an interval contains `addr`; positions `foundAux` / `foundStart*` on it. Allocates nothing. */
+  contains(addr: bigint): boolean {
+    return this.find(addr);
   }
 
   private find(addr: bigint): boolean {
@@ -119,13 +140,13 @@ export class IntervalMap<V> {
     const h = K[0]!;
     const l = K[1]!;
     if (!this.floor(h, l)) return false;
-    const i = this.index * 4;
+    const i = this.index * STRIDE;
     return le(h, l, this.leaf.keys[i + EH]!, this.leaf.keys[i + EL]!);
   }
 
   private intervalHere(): Interval<V> {
     const k = this.leaf.keys;
-    const i = this.index * 4;
+    const i = this.index * STRIDE;
     return { start: join(k[i + SH]!, k[i + SL]!), end: join(k[i + EH]!, k[i + EL]!), value: this.leaf.items[this.index]! };
   }
 
@@ -135,18 +156,18 @@ export class IntervalMap<V> {
     const sh = K[0]!;
     const sl = K[1]!;
     if (this.floor(sh, sl)) {
-      const i = this.index * 4;
+      const i = this.index * STRIDE;
       if (le(sh, sl, this.leaf.keys[i + EH]!, this.leaf.keys[i + EL]!)) return this.intervalHere();
     }
     // Otherwise the first interval starting after `start` overlaps if it starts at or before `end`.
     if (!this.step()) return undefined;
     splitKey(end);
-    const i = this.index * 4;
+    const i = this.index * STRIDE;
     return le(this.leaf.keys[i + SH]!, this.leaf.keys[i + SL]!, K[0]!, K[1]!) ? this.intervalHere() : undefined;
   }
 
   /** Add [start, end] unless it overlaps an interval already present (then returns false, changes nothing). */
-  insert(start: bigint, end: bigint, value: V): boolean {
+  insert(start: bigint, end: bigint, value: V, aux?: readonly [number, number, number]): boolean {
     if (end < start) throw new RangeError('interval end before start');
     splitKey(end);
     const eh = K[0]!;
@@ -160,10 +181,10 @@ export class IntervalMap<V> {
     // The interval before must end below `start`; the one after must start above `end`.
     const prevLeaf = at > 0 ? leaf : leaf.prev;
     const prevAt = at > 0 ? at - 1 : (prevLeaf?.count ?? 0) - 1;
-    if (prevLeaf !== null && prevAt >= 0 && le(sh, sl, prevLeaf.keys[prevAt * 4 + EH]!, prevLeaf.keys[prevAt * 4 + EL]!)) return false;
+    if (prevLeaf !== null && prevAt >= 0 && le(sh, sl, prevLeaf.keys[prevAt * STRIDE + EH]!, prevLeaf.keys[prevAt * STRIDE + EL]!)) return false;
     const nextLeaf = at < leaf.count ? leaf : leaf.next;
     const nextAt = at < leaf.count ? at : 0;
-    if (nextLeaf !== null && nextAt < nextLeaf.count && le(nextLeaf.keys[nextAt * 4 + SH]!, nextLeaf.keys[nextAt * 4 + SL]!, eh, el)) return false;
+    if (nextLeaf !== null && nextAt < nextLeaf.count && le(nextLeaf.keys[nextAt * STRIDE + SH]!, nextLeaf.keys[nextAt * STRIDE + SL]!, eh, el)) return false;
     if (leaf.count === ORDER) {
       const right = this.splitLeaf(leaf);
       if (at > leaf.count) {
@@ -173,12 +194,16 @@ export class IntervalMap<V> {
     }
     const c = leaf.count;
     const k = leaf.keys;
-    k.copyWithin(at * 4 + 4, at * 4, c * 4);
+    k.copyWithin((at + 1) * STRIDE, at * STRIDE, c * STRIDE);
     for (let i = c; i > at; i--) leaf.items[i] = leaf.items[i - 1];
-    k[at * 4 + SH] = sh;
-    k[at * 4 + SL] = sl;
-    k[at * 4 + EH] = eh;
-    k[at * 4 + EL] = el;
+    const o = at * STRIDE;
+    k[o + SH] = sh;
+    k[o + SL] = sl;
+    k[o + EH] = eh;
+    k[o + EL] = el;
+    k[o + AUX] = aux?.[0] ?? 0;
+    k[o + AUX + 1] = aux?.[1] ?? 0;
+    k[o + AUX + 2] = aux?.[2] ?? 0;
     leaf.items[at] = value;
     leaf.count = c + 1;
     this.size_++;
@@ -189,8 +214,8 @@ export class IntervalMap<V> {
    * Remove every interval lying entirely inside [start, end]. If an interval crosses either edge the
    * request is refused and nothing is removed.
    */
-  removeRange(start: bigint, end: bigint): RemoveResult<V> {
-    if (end < start) return { ok: true, removed: [] };
+  removeRange(start: bigint, end: bigint, collect = true): RemoveResult<V> {
+    if (end < start) return { ok: true, count: 0, removed: [] };
     splitKey(end);
     const eh = K[0]!;
     const el = K[1]!;
@@ -200,14 +225,21 @@ export class IntervalMap<V> {
     // Only the last interval starting inside the range can reach past its end.
     if (this.floor(eh, el)) {
       const k = this.leaf.keys;
-      const i = this.index * 4;
+      const i = this.index * STRIDE;
+      if (k[i + SH] === sh && k[i + SL] === sl && k[i + EH] === eh && k[i + EL] === el) {
+        // The common case: the range is exactly one interval. Nothing else can lie inside it.
+        const removed = collect ? [this.intervalHere()] : [];
+        this.removeFromLeaf(this.leaf, this.index, this.index + 1);
+        this.size_--;
+        return { ok: true, count: 1, removed };
+      }
       if (le(sh, sl, k[i + SH]!, k[i + SL]!) && !le(k[i + EH]!, k[i + EL]!, eh, el)) return { ok: false, splits: this.intervalHere() };
     }
     // An interval starting before the range but reaching into it would be split.
     let any = this.floor(sh, sl);
     if (any) {
       const k = this.leaf.keys;
-      const i = this.index * 4;
+      const i = this.index * STRIDE;
       if (!le(sh, sl, k[i + SH]!, k[i + SL]!)) {
         if (le(sh, sl, k[i + EH]!, k[i + EL]!)) return { ok: false, splits: this.intervalHere() };
         any = this.step();
@@ -216,14 +248,16 @@ export class IntervalMap<V> {
       any = this.first();
     }
     const removed: Interval<V>[] = [];
+    let count = 0;
     // From the first interval starting at or after `start`, take every one starting at or before `end`.
     while (any) {
       const leaf = this.leaf;
       const from = this.index;
       let to = from;
-      while (to < leaf.count && le(leaf.keys[to * 4 + SH]!, leaf.keys[to * 4 + SL]!, eh, el)) {
+      while (to < leaf.count && le(leaf.keys[to * STRIDE + SH]!, leaf.keys[to * STRIDE + SL]!, eh, el)) {
         this.index = to;
-        removed.push(this.intervalHere());
+        if (collect) removed.push(this.intervalHere());
+        count++;
         to++;
       }
       const next = to === leaf.count ? leaf.next : null;
@@ -232,8 +266,8 @@ export class IntervalMap<V> {
       this.leaf = next;
       this.index = 0;
     }
-    this.size_ -= removed.length;
-    return { ok: true, removed };
+    this.size_ -= count;
+    return { ok: true, count, removed };
   }
 
   clear(): void {
@@ -247,7 +281,7 @@ export class IntervalMap<V> {
     while (leaf !== null) {
       const k = leaf.keys;
       for (let i = 0; i < leaf.count; i++) {
-        yield { start: join(k[i * 4 + SH]!, k[i * 4 + SL]!), end: join(k[i * 4 + EH]!, k[i * 4 + EL]!), value: leaf.items[i]! };
+        yield { start: join(k[i * STRIDE + SH]!, k[i * STRIDE + SL]!), end: join(k[i * STRIDE + EH]!, k[i * STRIDE + EL]!), value: leaf.items[i]! };
       }
       leaf = leaf.next;
     }
@@ -281,7 +315,7 @@ export class IntervalMap<V> {
     let found = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (le(k[mid * 4 + SH]!, k[mid * 4 + SL]!, kh, kl)) {
+      if (le(k[mid * STRIDE + SH]!, k[mid * STRIDE + SL]!, kh, kl)) {
         found = mid;
         lo = mid + 1;
       } else {
@@ -334,10 +368,10 @@ export class IntervalMap<V> {
 
   /** Move the upper half of a full leaf into a new right sibling; returns it. */
   private splitLeaf(leaf: Leaf<V>): Leaf<V> {
-    const right = new Leaf<V>();
+    const right = this.pool.pop() ?? new Leaf<V>();
     const half = ORDER >> 1;
     const moved = leaf.count - half;
-    right.keys.set(leaf.keys.subarray(half * 4, leaf.count * 4));
+    right.keys.set(leaf.keys.subarray(half * STRIDE, leaf.count * STRIDE));
     for (let i = 0; i < moved; i++) {
       right.items[i] = leaf.items[half + i];
       leaf.items[half + i] = undefined;
@@ -399,7 +433,7 @@ export class IntervalMap<V> {
   /** Drop entries [from, to) of a leaf; unlink the leaf if it empties. */
   private removeFromLeaf(leaf: Leaf<V>, from: number, to: number): void {
     const n = to - from;
-    leaf.keys.copyWithin(from * 4, to * 4, leaf.count * 4);
+    leaf.keys.copyWithin(from * STRIDE, to * STRIDE, leaf.count * STRIDE);
     for (let i = from; i < leaf.count - n; i++) leaf.items[i] = leaf.items[i + n];
     for (let i = leaf.count - n; i < leaf.count; i++) leaf.items[i] = undefined;
     leaf.count -= n;
@@ -407,6 +441,10 @@ export class IntervalMap<V> {
       if (leaf.prev !== null) leaf.prev.next = leaf.next;
       if (leaf.next !== null) leaf.next.prev = leaf.prev;
       this.removeChild(leaf.parent, leaf);
+      if (this.pool.length < POOL_SIZE) {
+        leaf.parent = leaf.prev = leaf.next = null;
+        this.pool.push(leaf);
+      }
     }
   }
 

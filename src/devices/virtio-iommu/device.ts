@@ -150,8 +150,6 @@ export interface VirtioIommuStats {
 
 interface Mapping {
   phys: bigint;
-  /** `phys` as a number when exact (below 2^53), else NaN: the translation fast path. */
-  physNum: number;
   flags: number;
 }
 
@@ -419,20 +417,23 @@ export class VirtioIommu implements VirtioDevice {
       return this.fault(VIRTIO_IOMMU_FAULT_R_DOMAIN, VIRTIO_IOMMU_FAULT_F_ADDRESS, endpoint, iova);
     }
     if (domain.bypass) return { ok: true, addr: iova, bypass: true };
-    const m = domain.mappings.lookupValue(iova);
-    if (m === undefined) return this.fault(VIRTIO_IOMMU_FAULT_R_MAPPING, VIRTIO_IOMMU_FAULT_F_ADDRESS, endpoint, iova);
+    // The mapping's phys and flags sit beside its keys in the store (aux words): no object is touched.
+    if (!domain.mappings.contains(iova)) return this.fault(VIRTIO_IOMMU_FAULT_R_MAPPING, VIRTIO_IOMMU_FAULT_F_ADDRESS, endpoint, iova);
+    const flags = domain.mappings.foundAux(2);
     // spec: writes MUST NOT be allowed without WRITE; a write-only mapping MAY permit reads (we do not).
     let denied = 0;
-    if (access.read && !(m.flags & VIRTIO_IOMMU_MAP_F_READ)) denied |= VIRTIO_IOMMU_FAULT_F_READ;
-    if (access.write && !(m.flags & VIRTIO_IOMMU_MAP_F_WRITE)) denied |= VIRTIO_IOMMU_FAULT_F_WRITE;
+    if (access.read && !(flags & VIRTIO_IOMMU_MAP_F_READ)) denied |= VIRTIO_IOMMU_FAULT_F_READ;
+    if (access.write && !(flags & VIRTIO_IOMMU_MAP_F_WRITE)) denied |= VIRTIO_IOMMU_FAULT_F_WRITE;
     if (denied) return this.fault(VIRTIO_IOMMU_FAULT_R_MAPPING, denied | VIRTIO_IOMMU_FAULT_F_ADDRESS, endpoint, iova);
     // Below 2^53 everything is an exact number: one bigint for the result instead of three.
     const start = domain.mappings.foundStartNumber();
-    const out = start + m.physNum;
+    const physHi = domain.mappings.foundAux(0);
+    const physNum = physHi < 0x200000 ? physHi * 2 ** 32 + domain.mappings.foundAux(1) : NaN;
+    const out = start + physNum;
     const addr =
       out < MAX_EXACT && iova < MAX_EXACT_BIG
-        ? BigInt(Number(iova) - start + m.physNum)
-        : BigInt.asUintN(64, iova - domain.mappings.foundStart() + m.phys);
+        ? BigInt(Number(iova) - start + physNum)
+        : BigInt.asUintN(64, iova - domain.mappings.foundStart() + ((BigInt(physHi) << 32n) | BigInt(domain.mappings.foundAux(1))));
     this.trace?.({ name: 'virtio_iommu_translate_out', args: { virt_addr: iova, phys_addr: addr, sid: endpoint } });
     return { ok: true, addr, bypass: false };
   }
@@ -651,7 +652,7 @@ export class VirtioIommu implements VirtioDevice {
     // spec: overlap with a RESV_MEM region of an endpoint in the domain -> reject (SHOULD).
     if (spec && this.overlapsReserved(domain, virtStart, virtEnd)) return VIRTIO_IOMMU_S_INVAL;
     if (domain.mappings.size >= this.maxMappings) return VIRTIO_IOMMU_S_NOMEM;
-    domain.mappings.insert(virtStart, virtEnd, { phys: physStart, physNum: physStart < MAX_EXACT_BIG ? Number(physStart) : NaN, flags });
+    domain.mappings.insert(virtStart, virtEnd, { phys: physStart, flags }, [Number(physStart >> 32n), Number(physStart & 0xffffffffn), flags]);
     this.trace?.({ name: 'virtio_iommu_map', args: { domain: domainId, virt_start: virtStart, virt_end: virtEnd, phys_start: physStart, flags } });
     return VIRTIO_IOMMU_S_OK;
   }
@@ -671,7 +672,7 @@ export class VirtioIommu implements VirtioDevice {
       if (virtEnd < virtStart) return VIRTIO_IOMMU_S_INVAL;
     }
     if (virtEnd < virtStart) return VIRTIO_IOMMU_S_OK;
-    const r = domain.mappings.removeRange(virtStart, virtEnd);
+    const r = domain.mappings.removeRange(virtStart, virtEnd, this.trace !== undefined);
     if (r.ok) {
       for (const m of r.removed) this.traceUnmapDone(domainId, m.start, m.end);
       return VIRTIO_IOMMU_S_OK;
