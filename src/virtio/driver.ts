@@ -226,33 +226,32 @@ export class VirtioDriver {
    */
   submit(qi: number, out: Uint8Array, inLen: number): number {
     const q = this.queues[qi]!;
-    const parts: { data: Uint8Array | undefined; len: number; write: boolean }[] = [];
-    if (out.length > 0) parts.push({ data: out, len: out.length, write: false });
-    if (inLen > 0) parts.push({ data: undefined, len: inLen, write: true });
-    if (parts.length === 0 || q.freeHeads.length < parts.length) {
-      throw new VirtioDriverError('VDRV_QUEUE_FULL', `queue ${qi} has no room`);
+    const parts = (out.length > 0 ? 1 : 0) + (inLen > 0 ? 1 : 0);
+    if (parts === 0 || q.freeHeads.length < parts) throw new VirtioDriverError('VDRV_QUEUE_FULL', `queue ${qi} has no room`);
+    if (out.length > q.slotSize || inLen > q.slotSize) {
+      throw new VirtioDriverError('VDRV_BUFFER', `a buffer of ${Math.max(out.length, inLen)} bytes exceeds the slot size ${q.slotSize}`);
     }
-    const ids = parts.map(() => q.freeHeads.pop()!);
-    parts.forEach((p, i) => {
-      const id = ids[i]!;
-      if (p.len > q.slotSize) throw new VirtioDriverError('VDRV_BUFFER', `buffer of ${p.len} bytes exceeds slot ${q.slotSize}`);
-      const buf = q.slots + id * q.slotSize;
-      // Writable buffers start zeroed, so what the device did not write reads as zero.
-      if (p.data) this.memory.writeBytesN(buf, p.data);
-      else this.memory.fillN(buf, p.len, 0);
-      const d = q.desc + 16 * id;
-      this.memory.writeU32n(d, buf);
-      this.memory.writeU32n(d + 4, 0);
-      this.memory.writeU32n(d + 8, p.len);
-      const last = i === parts.length - 1;
-      this.memory.writeU16n(d + 12, (p.write ? VIRTQ_DESC_F_WRITE : 0) | (last ? 0 : VIRTQ_DESC_F_NEXT));
-      this.memory.writeU16n(d + 14, last ? 0 : ids[i + 1]!);
-    });
-    const head = ids[0]!;
-    this.memory.writeU16n(q.avail + 4 + 2 * (q.nextAvail % q.size), head);
+    const first = q.freeHeads.pop()!;
+    const second = parts === 2 ? q.freeHeads.pop()! : -1;
+    if (out.length > 0) this.writeDescriptor(q, first, out, out.length, false, second);
+    if (inLen > 0) this.writeDescriptor(q, parts === 2 ? second : first, undefined, inLen, true, -1);
+    this.memory.writeU16n(q.avail + 4 + 2 * (q.nextAvail % q.size), first);
     q.nextAvail = (q.nextAvail + 1) & 0xffff;
     this.memory.writeU16n(q.avail + 2, q.nextAvail);
-    return head;
+    return first;
+  }
+
+  /** Fill descriptor `id` with its slot; `next` >= 0 chains to it. Writable buffers start zeroed. */
+  private writeDescriptor(q: DriverQueue, id: number, data: Uint8Array | undefined, len: number, writable: boolean, next: number): void {
+    const buf = q.slots + id * q.slotSize;
+    if (data) this.memory.writeBytesN(buf, data);
+    else this.memory.fillN(buf, len, 0);
+    const d = q.desc + 16 * id;
+    this.memory.writeU32n(d, buf);
+    this.memory.writeU32n(d + 4, 0);
+    this.memory.writeU32n(d + 8, len);
+    this.memory.writeU16n(d + 12, (writable ? VIRTQ_DESC_F_WRITE : 0) | (next >= 0 ? VIRTQ_DESC_F_NEXT : 0));
+    this.memory.writeU16n(d + 14, next >= 0 ? next : 0);
   }
 
   kick(qi: number): void {

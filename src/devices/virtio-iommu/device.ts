@@ -137,8 +137,10 @@ export type TranslateResult =
 
 export interface VirtioIommuStats {
   requests: number;
-  byType: Record<number, number>;
-  byStatus: Record<number, number>;
+  /** Requests by type byte (index 0-255). */
+  byType: Uint32Array;
+  /** Requests by status (index = VIRTIO_IOMMU_S_*). */
+  byStatus: Uint32Array;
   /** Requests returned unwritten (used length 0). */
   unwritten: number;
   translations: number;
@@ -216,8 +218,8 @@ export class VirtioIommu implements VirtioDevice {
   readonly profile: VirtioIommuProfile;
   readonly stats: VirtioIommuStats = {
     requests: 0,
-    byType: {},
-    byStatus: {},
+    byType: new Uint32Array(256),
+    byStatus: new Uint32Array(16),
     unwritten: 0,
     translations: 0,
     faults: 0,
@@ -520,7 +522,7 @@ export class VirtioIommu implements VirtioDevice {
     }
     chain.read(0, this.req.subarray(0, REQ_HEAD_SIZE));
     const type = this.req[0]!;
-    this.stats.byType[type] = (this.stats.byType[type] ?? 0) + 1;
+    this.stats.byType[type]!++;
     const need = REQ_SIZE[type];
     if (need === undefined || (type === VIRTIO_IOMMU_T_PROBE && !this.negotiated(VIRTIO_IOMMU_F_PROBE))) {
       // spec: unknown request type -> do not write the buffer, used length 0. QEMU writes UNSUPP.
@@ -552,7 +554,7 @@ export class VirtioIommu implements VirtioDevice {
   private finish(chain: VirtqChain, type: number, status: VirtioIommuStatus): number {
     this.tail[0] = status;
     chain.write(chain.writableBytes - REQ_TAIL_SIZE, this.tail);
-    this.stats.byStatus[status] = (this.stats.byStatus[status] ?? 0) + 1;
+    this.stats.byStatus[status]!++;
     this.trace?.({ name: 'virtio_iommu_req_status', args: { type, status } });
     return chain.writableBytes;
   }
