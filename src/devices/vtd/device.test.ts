@@ -140,10 +140,19 @@ describe('VT-d legacy mode', () => {
     assert.equal(rig.faultRecord()[1] >> 63n, 0n);
   });
 
+  it('collapses a requester\'s repeated faults while its record is pending', () => {
+    const { rig } = legacy();
+    rig.unit.translate({ sid: SID, iova: 0x30000n, write: false });
+    const again = rig.unit.translate({ sid: SID, iova: 0x31000n, write: false });
+    assert.equal(!again.ok && again.recorded, false);
+    assert.equal(Number(rig.reg(R.DMAR_FSTS_REG)) & R.FSTS_PFO, 0, 'collapsed, not overflowed');
+    assert.equal(rig.faultRecord()[0], 0x30000n);
+  });
+
   it('sets PFO and drops faults while the next record is still in use; clearing F lets recording resume', () => {
     const { rig } = legacy();
     rig.unit.translate({ sid: SID, iova: 0x30000n, write: false });
-    const r = rig.unit.translate({ sid: SID, iova: 0x31000n, write: false });
+    const r = rig.unit.translate({ sid: 0x0100, iova: 0x31000n, write: false });
     assert.equal(!r.ok && r.recorded, false);
     assert.ok(Number(rig.reg(R.DMAR_FSTS_REG)) & R.FSTS_PFO);
     rig.wr(R.FRO_OFFSET + 12, 1n << 31n); // write 1 to F

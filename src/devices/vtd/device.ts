@@ -53,6 +53,11 @@ export interface VtdOptions {
   faultRecords?: number;
   /** IOTLB entries; default 1024. */
   iotlbSize?: number;
+  /**
+   * Do not record a fault while a record from the same requester is still pending (F set), as the spec
+   * recommends and QEMU does. Default true.
+   */
+  collapseFaults?: boolean;
   firstStage5Level?: boolean;
   firstStage1G?: boolean;
   /** Defaults that reproduce what QEMU 7.2 reports. */
@@ -241,6 +246,7 @@ export class VtdIommu {
       pageRequests: opts.pageRequests ?? false,
       faultRecords: opts.faultRecords ?? 1,
       iotlbSize: opts.iotlbSize ?? 1024,
+      collapseFaults: opts.collapseFaults ?? true,
       firstStage5Level: opts.firstStage5Level ?? false,
       firstStage1G: opts.firstStage1G ?? false,
     };
@@ -823,6 +829,14 @@ export class VtdIommu {
   /** Record a fault in the next fault recording register; returns whether it was recorded. */
   private recordFault(req: VtdRequest, reason: number): boolean {
     const fsts = this.regs.get32(R.DMAR_FSTS_REG);
+    // spec: an overflow stays until software clears PFO; faults meanwhile are lost.
+    if (fsts & R.FSTS_PFO) return false;
+    if (this.o.collapseFaults) {
+      for (let i = 0; i < this.faultRecords; i++) {
+        const hi = this.regs.get(R.FRO_OFFSET + 16 * i + 8, 8);
+        if (hi >> 63n && Number(hi & 0xffffn) === req.sid) return false;
+      }
+    }
     const fri = (fsts >> 8) & 0xff;
     const at = R.FRO_OFFSET + 16 * fri;
     if (this.regs.get(at + 8, 8) >> 63n) {
