@@ -9,7 +9,7 @@
  */
 import { FirmwareError } from './errors.js';
 import { buildAcpiTable, checkAcpiTable, rebuildWithHeader, Reader, Writer, type AcpiHeader } from './acpi.js';
-import type { MachineDescription, PciDeviceDesc } from './machine.js';
+import { bridgePath, type MachineDescription, type PciDeviceDesc } from './machine.js';
 
 export const DMAR_TYPE_DRHD = 0;
 export const DMAR_TYPE_RMRR = 1;
@@ -43,15 +43,20 @@ export interface Dmar {
   structs: DmarStruct[];
 }
 
-function scope(w: Writer, type: number, d: PciDeviceDesc): void {
-  w.u8(type).u8(8).u16(0).u8(0).u8(d.bus).u8(d.device).u8(d.function);
+/** A device scope: from the root bus through every bridge down to the device (or bridge) itself. */
+function scope(w: Writer, type: number, d: PciDeviceDesc, m: MachineDescription): void {
+  const bridges = bridgePath(m, d.segment, d.bus);
+  const path = [...bridges, d];
+  w.u8(type).u8(6 + 2 * path.length).u16(0).u8(0).u8(path[0]!.bus);
+  for (const hop of path) w.u8(hop.device).u8(hop.function);
 }
 
 /** DMAR for the machine's VT-d units, or undefined when it has none. */
 export function buildDmar(m: MachineDescription, flags = 0): Uint8Array | undefined {
   const units = m.iommus.filter((io) => io.type === 'vtd');
   if (units.length === 0) return undefined;
-  const dev = (name: string): PciDeviceDesc => m.pciDevices.find((d) => d.name === name)!;
+  const dev = (name: string): PciDeviceDesc => (m.pciDevices.find((d) => d.name === name) ?? m.bridges.find((b) => b.name === name))!;
+  const isBridge = (name: string): boolean => m.bridges.some((b) => b.name === name);
   const w = new Writer().u8(m.hostAddressWidth - 1).u8(flags).zeros(10);
   // spec: a unit with INCLUDE_PCI_ALL comes last among the units of its segment.
   const ordered = [...units.filter((u) => !u.includePciAll), ...units.filter((u) => u.includePciAll)];
@@ -59,14 +64,14 @@ export function buildDmar(m: MachineDescription, flags = 0): Uint8Array | undefi
     const at = w.length;
     w.u16(DMAR_TYPE_DRHD).u16(0).u8(u.includePciAll ? DMAR_DRHD_INCLUDE_PCI_ALL : 0).u8(0).u16(u.segment).u64(u.base);
     for (const a of u.ioapics ?? []) w.u8(DMAR_SCOPE_IOAPIC).u8(8).u16(0).u8(a.id).u8(a.bus).u8(a.device).u8(a.function);
-    for (const d of u.devices ?? []) scope(w, DMAR_SCOPE_PCI_ENDPOINT, dev(d));
+    for (const d of u.devices ?? []) scope(w, isBridge(d) ? DMAR_SCOPE_PCI_SUB_HIERARCHY : DMAR_SCOPE_PCI_ENDPOINT, dev(d), m);
     w.patchU16(at + 2, w.length - at);
   }
   for (const u of units) {
     for (const r of u.rmrr ?? []) {
       const at = w.length;
       w.u16(DMAR_TYPE_RMRR).u16(0).u16(0).u16(u.segment).u64(r.base).u64(r.limit);
-      for (const d of r.devices) scope(w, DMAR_SCOPE_PCI_ENDPOINT, dev(d));
+      for (const d of r.devices) scope(w, DMAR_SCOPE_PCI_ENDPOINT, dev(d), m);
       w.patchU16(at + 2, w.length - at);
     }
   }
@@ -74,7 +79,7 @@ export function buildDmar(m: MachineDescription, flags = 0): Uint8Array | undefi
     if (!u.atsr) continue;
     const at = w.length;
     w.u16(DMAR_TYPE_ATSR).u16(0).u8(u.atsr.allPorts ? DMAR_ATSR_ALL_PORTS : 0).u8(0).u16(u.segment);
-    for (const d of u.atsr.devices ?? []) scope(w, DMAR_SCOPE_PCI_SUB_HIERARCHY, dev(d));
+    for (const d of u.atsr.devices ?? []) scope(w, DMAR_SCOPE_PCI_SUB_HIERARCHY, dev(d), m);
     w.patchU16(at + 2, w.length - at);
   }
   return buildAcpiTable('DMAR', 1, m.oem, w.done());

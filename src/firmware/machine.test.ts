@@ -43,7 +43,22 @@ describe('machine description', () => {
     bad({ ...base, iommus: [{ name: 'v', type: 'amd-vi' }] }, /\$\.iommus\[0\]\.type/);
     bad({ ...base, iommus: [{ name: 'nic', type: 'virtio-iommu-mmio', base: 0x1000 }] }, /\$\.iommus\[0\]\.name: name "nic" is used twice/);
     bad({ ...base, iommus: [{ name: 'v', type: 'virtio-iommu-mmio', base: '0xzz' }] }, /\$\.iommus\[0\]\.base/);
-    bad({ ...base, iommus: [{ name: 'v', type: 'vtd', base: 0, segment: 0, devices: ['ghost'] }] }, /\$\.iommus\[0\]\.devices\[0\]: no PCI device named "ghost"/);
+    bad({ ...base, iommus: [{ name: 'v', type: 'vtd', base: 0, segment: 0, devices: ['ghost'] }] }, /\$\.iommus\[0\]\.devices\[0\]: no PCI device or bridge named "ghost"/);
+  });
+
+  it('resolves VT-d scopes through bridges: an endpoint two bridges down, and a sub-hierarchy', () => {
+    const r = resolveMachine(fixtureMachine('vtd-bridges'));
+    assert.deepEqual(r.get('ssd'), { iommu: 'dmar-ssd', id: 0x200 });
+    assert.deepEqual(r.get('fpga'), { iommu: 'dmar-accel', id: 0x400 }, 'below the named root port, through a second bridge');
+    assert.deepEqual(r.get('nic'), { iommu: 'dmar0', id: 0x101 }, 'caught by INCLUDE_PCI_ALL');
+  });
+
+  it('refuses bridges whose bus ranges are impossible', () => {
+    bad({ ...base, bridges: [{ name: 'rp', bdf: '00:1c.0', secondaryBus: 0 }] }, /\$\.bridges\[0\]\.secondaryBus: must be above/);
+    bad(
+      { ...base, bridges: [{ name: 'a', bdf: '00:1c.0', secondaryBus: 1, subordinateBus: 4 }, { name: 'b', bdf: '00:1d.0', secondaryBus: 3, subordinateBus: 6 }] },
+      /partly overlap bridge "b"/,
+    );
   });
 
   it('refuses Device IDs that overlap within one IOMMU', () => {

@@ -59,6 +59,12 @@ export interface PciDeviceDesc {
   function: number;
 }
 
+/** A PCI-to-PCI bridge or root port: the buses secondaryBus..subordinateBus sit below it. */
+export interface PciBridgeDesc extends PciDeviceDesc {
+  secondaryBus: number;
+  subordinateBus: number;
+}
+
 export interface PlatformDeviceDesc {
   name: string;
   base: bigint;
@@ -72,6 +78,8 @@ export interface MachineDescription {
   hostAddressWidth: number;
   segments: { segment: number; busStart: number; busEnd: number }[];
   pciDevices: PciDeviceDesc[];
+  /** Bridges (they are PCI functions too, but translate nothing of their own here). */
+  bridges: PciBridgeDesc[];
   platformDevices: PlatformDeviceDesc[];
   iommus: IommuDesc[];
   /** An ITS group for IORT (MSI target of RIDs no SMMU translates). */
@@ -172,6 +180,29 @@ export function parseMachine(json: Json): MachineDescription {
     if (b.bus < seg.busStart || b.bus > seg.busEnd) fail(`${p}.bdf`, `bus ${b.bus} is outside segment ${b.segment}'s buses ${seg.busStart}-${seg.busEnd}`);
     return { name, ...b };
   });
+  const bridges = arr(root['bridges'], '$.bridges').map((d, i) => {
+    const p = `$.bridges[${i}]`;
+    const o = obj(d, p);
+    const name = named(o['name'], `${p}.name`);
+    const b = parseBdf(str(o['bdf'], `${p}.bdf`), `${p}.bdf`);
+    const seg = segments.find((s) => s.segment === b.segment);
+    if (!seg) fail(`${p}.bdf`, `segment ${b.segment} is not described in $.segments`);
+    const secondaryBus = small(o['secondaryBus'], `${p}.secondaryBus`, 255);
+    const subordinateBus = small(o['subordinateBus'] ?? secondaryBus, `${p}.subordinateBus`, 255);
+    if (secondaryBus <= b.bus) fail(`${p}.secondaryBus`, `must be above the bridge's own bus ${b.bus}`);
+    if (subordinateBus < secondaryBus) fail(`${p}.subordinateBus`, 'is below secondaryBus');
+    if (subordinateBus > seg.busEnd) fail(`${p}.subordinateBus`, `is beyond segment ${b.segment}'s last bus ${seg.busEnd}`);
+    return { name, ...b, secondaryBus, subordinateBus };
+  });
+  for (const [i, a] of bridges.entries()) {
+    // Bridges nest or stay apart: their bus ranges never partly overlap.
+    for (const b of bridges) {
+      if (a === b || a.segment !== b.segment) continue;
+      const overlap = a.secondaryBus <= b.subordinateBus && b.secondaryBus <= a.subordinateBus;
+      const nested = (a.secondaryBus > b.secondaryBus && a.subordinateBus <= b.subordinateBus) || (b.secondaryBus > a.secondaryBus && b.subordinateBus <= a.subordinateBus);
+      if (overlap && !nested) fail(`$.bridges[${i}]`, `buses ${a.secondaryBus}-${a.subordinateBus} partly overlap bridge "${b.name}"`);
+    }
+  }
   const platformDevices = arr(root['platformDevices'], '$.platformDevices').map((d, i) => {
     const p = `$.platformDevices[${i}]`;
     const o = obj(d, p);
@@ -184,6 +215,7 @@ export function parseMachine(json: Json): MachineDescription {
     hostAddressWidth: root['hostAddressWidth'] === undefined ? 39 : small(root['hostAddressWidth'], '$.hostAddressWidth', 64),
     segments,
     pciDevices,
+    bridges,
     platformDevices,
     iommus,
   };
@@ -293,8 +325,8 @@ function checkMachine(m: MachineDescription): void {
       if (!m.segments.some((s) => s.segment === io.segment)) fail(`${p}.segment`, `segment ${io.segment} is not described`);
       if ((io.pci ?? []).length > 0 || (io.platform ?? []).length > 0) fail(p, 'VT-d units translate by requester ID: use includePciAll or devices, not pci/platform ranges');
       for (const [k, d] of (io.devices ?? []).entries()) {
-        const dev = pci.get(d);
-        if (!dev) fail(`${p}.devices[${k}]`, `no PCI device named "${d}"`);
+        const dev = pci.get(d) ?? m.bridges.find((b) => b.name === d);
+        if (!dev) fail(`${p}.devices[${k}]`, `no PCI device or bridge named "${d}"`);
         if (dev.segment !== io.segment) fail(`${p}.devices[${k}]`, `"${d}" is on segment ${dev.segment}, the unit on ${io.segment}`);
       }
       for (const [k, r] of (io.rmrr ?? []).entries()) {
@@ -317,13 +349,40 @@ function checkMachine(m: MachineDescription): void {
 function claims(m: MachineDescription, io: IommuDesc, name: string): number | undefined {
   const dev = m.pciDevices.find((d) => d.name === name);
   if (dev) {
-    if (io.type === 'vtd') return io.devices?.includes(name) ? rid(dev.bus, dev.device, dev.function) : undefined;
+    if (io.type === 'vtd') {
+      // Named directly, or below a bridge the unit names (a sub-hierarchy scope).
+      const direct = io.devices?.includes(name) ?? false;
+      const below = (io.devices ?? []).some((n) => {
+        const br = m.bridges.find((b) => b.name === n);
+        return br !== undefined && br.segment === dev.segment && dev.bus >= br.secondaryBus && dev.bus <= br.subordinateBus;
+      });
+      return direct || below ? rid(dev.bus, dev.device, dev.function) : undefined;
+    }
     for (const r of io.pci ?? []) {
       if (r.segment === dev.segment && dev.bus >= r.busStart && dev.bus <= r.busEnd) return r.idBase + (rid(dev.bus, dev.device, dev.function) - (r.busStart << 8));
     }
     return undefined;
   }
   return io.platform?.find((p) => p.device === name)?.id;
+}
+
+/**
+ * The bridges from a root bus down to `bus` (outermost first): the path a DMAR device scope spells. A bus
+ * no bridge claims is a root bus.
+ */
+export function bridgePath(m: MachineDescription, segment: number, bus: number): PciBridgeDesc[] {
+  const path: PciBridgeDesc[] = [];
+  let at = bus;
+  for (let guard = 0; guard < 256; guard++) {
+    // The innermost bridge whose range holds `at`.
+    const parent = m.bridges
+      .filter((b) => b.segment === segment && at >= b.secondaryBus && at <= b.subordinateBus)
+      .sort((a, b) => b.secondaryBus - a.secondaryBus)[0];
+    if (!parent) return path;
+    path.unshift(parent);
+    at = parent.bus;
+  }
+  return path;
 }
 
 /** The ground truth: which IOMMU translates each device, under which ID (null: none). */

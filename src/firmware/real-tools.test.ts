@@ -62,6 +62,13 @@ describe('iasl decodes our ACPI tables', { skip: skipReason('iasl') }, () => {
     assert.equal(BigInt(`0x${field(dsl, 'End Address (limit)')}`), 0x7f7fffffn);
   });
 
+  it('DMAR with scopes through bridges: iasl reads the same paths', () => {
+    const bytes = buildDmar(fixtureMachine('vtd-bridges'))!;
+    const dsl = iaslDecode(bytes, 'dmar-bridges');
+    assert.deepEqual([...dsl.matchAll(/PCI Path : (\S+)/g)].map((m) => m[1]), ['1C,00', '00,00', '00,00', '1D,00']);
+    assert.deepEqual([...dsl.matchAll(/Device Scope Type : (\S+)/g)].map((m) => m[1]), ['01', '02']);
+  });
+
   it('IORT: no complaints, and nodes, mappings and names read back as written', () => {
     const bytes = buildIort(fixtureMachine('arm-smmuv3'))!;
     const ours = parseIort(bytes);

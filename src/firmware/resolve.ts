@@ -75,9 +75,26 @@ export function resolveDmar(t: Dmar, m: MachineDescription): Resolved {
       const name = iommuByBase(m, s.registerBase);
       if (name === undefined) continue;
       if (s.flags & 1) catchAll ??= name;
-      // An endpoint scope on the device's bus with a one-element path names it directly.
-      if (s.scopes.some((sc) => sc.type === 1 && sc.startBus === d.bus && sc.path.length === 1 && sc.path[0]!.device === d.device && sc.path[0]!.function === d.function)) {
-        found = { iommu: name, id: r };
+      // Follow each scope's path from its start bus through the bridges (their secondary buses, as an OS
+      // reads them from the bridges' configuration space) to the function it names.
+      for (const sc of s.scopes) {
+        if (sc.type !== 1 && sc.type !== 2) continue;
+        let bus = sc.startBus;
+        let target: { bus: number; device: number; function: number } | undefined;
+        for (const [k, hop] of sc.path.entries()) {
+          if (k === sc.path.length - 1) target = { bus, device: hop.device, function: hop.function };
+          else {
+            const br = m.bridges.find((b) => b.segment === d.segment && b.bus === bus && b.device === hop.device && b.function === hop.function);
+            if (!br) break;
+            bus = br.secondaryBus;
+          }
+        }
+        if (!target) continue;
+        if (sc.type === 1 && target.bus === d.bus && target.device === d.device && target.function === d.function) found = { iommu: name, id: r };
+        if (sc.type === 2) {
+          const br = m.bridges.find((b) => b.segment === d.segment && b.bus === target!.bus && b.device === target!.device && b.function === target!.function);
+          if (br && d.bus >= br.secondaryBus && d.bus <= br.subordinateBus) found = { iommu: name, id: r };
+        }
       }
     }
     if (found === null && catchAll !== undefined) found = { iommu: catchAll, id: r };
