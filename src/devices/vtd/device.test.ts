@@ -92,6 +92,22 @@ describe('VT-d legacy mode', () => {
     assert.equal(fault(rig.unit.translate({ sid: 0x0200, iova: 0n, write: false })), F.VTD_FR_ROOT_ENTRY_RSVD);
   });
 
+  it('blocks translated requests unless the context allows device TLBs (fault 0xD), and lets them through when it does', () => {
+    const { rig, pt } = legacy();
+    assert.equal(fault(rig.unit.translate({ sid: SID, iova: 0x500000n, write: false, translated: true })), F.VTD_FR_CONTEXT_ENTRY_TT);
+    const dt = new VtdRig({ awBits: 48, deviceTlb: true });
+    dt.legacyContext(SID, { tt: 1, aw: 2, table: pt.root });
+    dt.enable();
+    const r = dt.unit.translate({ sid: SID, iova: 0x500000n, write: true, translated: true });
+    assert.ok(r.ok && r.addr === 0x500000n);
+  });
+
+  it('faults a context table pointer outside memory (fault 9)', () => {
+    const { rig } = legacy();
+    rig.memory.writeU64(rig.root + 16n * 7n, 0x7fff00000000n | 1n);
+    assert.equal(fault(rig.unit.translate({ sid: 0x0700, iova: 0n, write: false })), F.VTD_FR_CONTEXT_TABLE_INV);
+  });
+
   it('faults reserved bits in a PTE (fault 0xC) and a table pointer outside memory (fault 7)', () => {
     const { rig, pt } = legacy();
     let leaf = 0n;
@@ -429,7 +445,9 @@ describe('VT-d fault reasons, each from the condition that defines it', () => {
     return at;
   };
 
-  const cases: [string, number, (s: ReturnType<typeof setup>) => ReturnType<VtdRig['unit']['translate']>][] = [
+  type Outcome = ReturnType<VtdRig['unit']['translate']>;
+  /** A case returns the outcome, or the outcome and the rig it used when it needed its own unit. */
+  const cases: [string, number, (s: ReturnType<typeof setup>) => Outcome | [Outcome, VtdRig]][] = [
     ['legacy root table with a reserved TTM (8)', F.VTD_FR_ROOT_TABLE_INV, ({ rig }) => {
       rig.wr(R.DMAR_RTADDR_REG, rig.root | 0xc00n, 8);
       rig.command(R.GCMD_SRTP);
@@ -493,12 +511,64 @@ describe('VT-d fault reasons, each from the condition that defines it', () => {
       rig.pasidEntry(dir, 4, { pgtt: 3, fs: fs.root, ss: ss.root, aw: 2 });
       return rig.unit.translate({ sid: 0x30, pasid: 4, iova: 0x1000n, write: true });
     }],
+    ['scalable root table outside memory (0x38)', F.VTD_FR_SM_ROOT_ACCESS, ({ rig }) => {
+      rig.wr(R.DMAR_RTADDR_REG, 0x7fffff000000n | 0x400n, 8);
+      rig.command(R.GCMD_SRTP);
+      return rig.unit.translate({ sid: SID, iova: 0n, write: false });
+    }],
+    ['scalable context table outside memory (0x40)', F.VTD_FR_SM_CTX_ACCESS, ({ rig }) => {
+      rig.memory.writeU64(rig.root + 16n * 6n, 0x7fff00000000n | 1n);
+      return rig.unit.translate({ sid: 0x0600, iova: 0n, write: false });
+    }],
+    ['PASIDE set on a unit without PASID support (0x43)', F.VTD_FR_SM_CTX_INV, () => {
+      const rig = new VtdRig({ scalableMode: true, secondStage: true, pasidBits: 0 });
+      rig.scalableContext(SID, { paside: true });
+      rig.enable(true);
+      return [rig.unit.translate({ sid: SID, iova: 0n, write: false }), rig];
+    }],
+    ['translated request without DTE (0x44)', F.VTD_FR_SM_CTX_DTE, ({ rig }) => rig.unit.translate({ sid: SID, iova: 0x1000n, write: false, translated: true })],
+    ['RID_PASID beyond the PASID width (0x48)', F.VTD_FR_SM_RID_PASID, () => {
+      const rig = new VtdRig({ scalableMode: true, secondStage: true, pasidBits: 8 });
+      rig.scalableContext(SID, { ridPasid: 0x100 });
+      rig.enable(true);
+      return [rig.unit.translate({ sid: SID, iova: 0n, write: false }), rig];
+    }],
+    ['PASID directory outside memory (0x50)', F.VTD_FR_SM_PASID_DIR_ACCESS, ({ rig }) => {
+      const ctp = rig.memory.readU64(rig.root) & ~0xfffn;
+      rig.memory.writeU64(ctp + 32n * 0x24n, 0x7fff00000000n | 1n);
+      return rig.unit.translate({ sid: 0x24, iova: 0n, write: false });
+    }],
+    ['PASID table outside memory (0x58)', F.VTD_FR_SM_PASID_TABLE_ACCESS, ({ rig, dir }) => {
+      rig.memory.writeU64(dir + 8n * 3n, 0x7fff00000000n | 1n);
+      return rig.unit.translate({ sid: SID, pasid: 3 * 64, iova: 0n, write: false });
+    }],
+    ['second-stage table pointer beyond the host width (0x7B)', F.VTD_FR_SS_INV_PTR, ({ rig, dir }) => {
+      rig.pasidEntry(dir, 7, { pgtt: 2, aw: 2, ss: 1n << 50n });
+      return rig.unit.translate({ sid: SID, pasid: 7, iova: 0n, write: false });
+    }],
+    ['nested: first-stage output beyond the second-stage width (0x74)', F.VTD_FR_NESTED_BEYOND_MGAW, ({ rig }) => {
+      const ss = rig.ssTable(39);
+      ss.map(0x10000000n, 0x10000000n, 0x4000000n, RW);
+      const fs = rig.fsTable(4);
+      fs.map(0x1000n, 1n << 40n, 0x1000n, RW);
+      const dir = rig.scalableContext(0x31, { paside: true });
+      rig.pasidEntry(dir, 4, { pgtt: 3, fs: fs.root, ss: ss.root, aw: 1 });
+      return rig.unit.translate({ sid: 0x31, pasid: 4, iova: 0x1000n, write: false });
+    }],
+    ['first-stage execute of an XD page (0x82)', F.VTD_FR_FS_EXEC, ({ rig, fs, dir }) => {
+      const leaf = leafOf(fs, 0x1000n);
+      rig.memory.writeU64(leaf, rig.memory.readU64(leaf) | (1n << 63n));
+      rig.pasidEntry(dir, 8, { pgtt: 1, fs: fs.root, ere: true });
+      return rig.unit.translate({ sid: SID, pasid: 8, iova: 0x1000n, write: false, exec: true });
+    }],
   ];
   for (const [name, reason, run] of cases) {
     it(name, () => {
       const s = setup();
-      assert.equal(fault(run(s)), reason);
-      const [, hi] = s.rig.faultRecord();
+      const out = run(s);
+      const [r, rig] = Array.isArray(out) ? out : [out, s.rig];
+      assert.equal(fault(r), reason);
+      const [, hi] = rig.faultRecord();
       assert.equal((hi >> 32n) & 0xffn, BigInt(reason), 'the fault record carries the reason');
     });
   }

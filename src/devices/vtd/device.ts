@@ -141,6 +141,8 @@ export interface VtdRequest {
   exec?: boolean;
   /** Privileged (supervisor) request. */
   priv?: boolean;
+  /** An ATS translated request (AT = 10b): the address is already translated by the device TLB. */
+  translated?: boolean;
 }
 
 export type VtdTranslation =
@@ -162,6 +164,7 @@ interface CachedContext {
   sslptptr: number;
   fpd: boolean;
   // scalable
+  dte: boolean;
   pasidDir: number;
   pdts: number;
   paside: boolean;
@@ -192,7 +195,9 @@ interface IotlbEntry {
   write: boolean;
 }
 
-const NO_PASID = 0x1fffff; // beyond any 20-bit PASID: "request without PASID" in cache keys
+const NO_PASID = 0x1fffff;
+/** The leaf sizes as bigints, made once: the hit path allocates only the address. */
+const PAGE_SIZES_BIG = [0x1000n, 0x200000n, 0x40000000n] as const; // beyond any 20-bit PASID: "request without PASID" in cache keys
 
 export class VtdIommu {
   readonly cap: bigint;
@@ -447,8 +452,8 @@ export class VtdIommu {
     const hit = plain && iova < 2 ** 53 && req.iova >= 0n ? this.iotlbLookup(req.sid, pasid < 0 ? NO_PASID : pasid, iova) : undefined;
     if (hit && (!req.write || hit.write)) {
       this.stats.iotlbHits++;
-      const off = iova % hit.pageSize;
-      return { ok: true, addr: BigInt(hit.pa + off), pageSize: BigInt(hit.pageSize), read: hit.read, write: hit.write, cached: true, passthrough: false };
+      const off = iova - Math.floor(iova / hit.pageSize) * hit.pageSize;
+      return { ok: true, addr: BigInt(hit.pa + off), pageSize: PAGE_SIZES_BIG[hit.pageSize === 0x1000 ? 0 : hit.pageSize === 0x200000 ? 1 : 2]!, read: hit.read, write: hit.write, cached: true, passthrough: false };
     }
     return this.scalableRoot ? this.translateScalable(req) : this.translateLegacy(req);
   }
@@ -550,12 +555,18 @@ export class VtdIommu {
         awBits,
         sslptptr: Number(lo & 0xffffffffff000n),
         fpd,
+        dte: tt === 1,
         pasidDir: 0,
         pdts: 0,
         paside: false,
         ridPasid: 0,
       };
       this.contextCache.set(req.sid, ctx);
+    }
+    if (req.translated) {
+      // spec: only TT = 01b (device-TLB) lets translated requests through; other types block them.
+      if (ctx.tt !== 1) return this.fail(req, F.VTD_FR_CONTEXT_ENTRY_TT, ctx.fpd);
+      return { ok: true, addr: req.iova, pageSize: 0x1000n, read: true, write: true, cached: false, passthrough: true };
     }
     if (ctx.tt === 2) {
       return { ok: true, addr: req.iova, pageSize: 0x1000n, read: true, write: true, cached: false, passthrough: true };
@@ -616,6 +627,11 @@ export class VtdIommu {
       const fpd = (q0 & 2n) !== 0n;
       // spec: scalable context bits 8:5 and 127:84 (we also hold 255:128 to zero) are reserved.
       if (q0 & 0x1e0n || q1 & ~0x1fffffn || q2 !== 0n || q3 !== 0n || this.beyondHaw(q0)) return this.fail(req, F.VTD_FR_SM_CTX_RSVD, fpd);
+      const paside = (q0 & 8n) !== 0n;
+      const ridPasid = Number(q1 & 0xfffffn);
+      // spec: PASID-granular translation needs PASID support; RID_PASID must fit the PASID width.
+      if (paside && this.o.pasidBits === 0) return this.fail(req, F.VTD_FR_SM_CTX_INV, fpd);
+      if (ridPasid >= 2 ** this.o.pasidBits && ridPasid !== 0) return this.fail(req, F.VTD_FR_SM_RID_PASID, fpd);
       ctx = {
         present: true,
         did: 0,
@@ -624,12 +640,18 @@ export class VtdIommu {
         awBits: 0,
         sslptptr: 0,
         fpd,
+        dte: (q0 & 4n) !== 0n,
         pasidDir: Number(q0 & 0xffffffffff000n),
         pdts: Number((q0 >> 9n) & 7n),
-        paside: (q0 & 8n) !== 0n,
-        ridPasid: Number(q1 & 0xfffffn),
+        paside,
+        ridPasid,
       };
       this.contextCache.set(req.sid, ctx);
+    }
+    if (req.translated) {
+      // spec: translated requests need the device-TLB enabled in the context (DTE).
+      if (!ctx.dte) return this.fail(req, F.VTD_FR_SM_CTX_DTE, ctx.fpd);
+      return { ok: true, addr: req.iova, pageSize: 0x1000n, read: true, write: true, cached: false, passthrough: true };
     }
     let pasid = ctx.ridPasid;
     if (req.pasid !== undefined) {
@@ -657,7 +679,7 @@ export class VtdIommu {
       const fpd = dirFpd || (q0 & 2n) !== 0n;
       // Reserved: qword 0 bits 11:10 and address bits beyond the host width; qword 1 above PGSNP (88) and
       // 86:80; qword 2 bits 11:6 (above WPE/NXE/SMEP/EAFE are 139:136 ... kept zero here); qwords 3-7.
-      if (q0 & 0xc00n || this.beyondHaw(q0) || q1 & ~0x180ffffn || q2 & 0xf00n || q.slice(3).some((v) => v !== 0n)) {
+      if (q0 & 0xc00n || q1 & ~0x180ffffn || q2 & 0xf00n || q.slice(3).some((v) => v !== 0n)) {
         return this.fail(req, F.VTD_FR_SM_PASID_TABLE_RSVD, fpd);
       }
       const pgtt = Number((q0 >> 6n) & 7n);
@@ -669,6 +691,8 @@ export class VtdIommu {
         (pgtt === 4 && this.o.passThrough);
       if (!ok) return this.fail(req, F.VTD_FR_SM_PASID_ENTRY_INV, fpd);
       const fspm = Number((q2 >> 2n) & 3n);
+      // spec: a second-stage table pointer beyond the host address width is an invalid SSPTPTR.
+      if ((pgtt === 2 || pgtt === 3) && this.beyondHaw(q0)) return this.fail(req, F.VTD_FR_SS_INV_PTR, fpd);
       const ssAw = aw === 1 ? 39 : aw === 2 ? 48 : aw === 3 ? 57 : 0;
       if ((pgtt === 2 || pgtt === 3) && (ssAw === 0 || !(Number((this.cap >> 8n) & 0x1fn) & (1 << aw)))) return this.fail(req, F.VTD_FR_SM_PASID_ENTRY_INV, fpd);
       if ((pgtt === 1 || pgtt === 3) && (fspm > 1 || (fspm === 1 && !this.o.firstStage5Level))) return this.fail(req, F.VTD_FR_SM_PASID_ENTRY_INV, fpd);
@@ -722,6 +746,10 @@ export class VtdIommu {
           translateTable: (gpa, write) => {
             // spec: every first-stage table address is a GPA translated by the second stage; A/D updates
             // need second-stage write permission.
+            if (gpa >= 2 ** pe.ssAwBits) {
+              nestedFault = F.VTD_FR_NESTED_BEYOND_MGAW;
+              return -1;
+            }
             if (!ss!.walkNum(pe.ssptptr, gpa - (gpa % 4096), write ? ACCESS_WRITE : ACCESS_READ, ssOut)) {
               nestedFault = write ? F.VTD_FR_NESTED_FS_WRITE : F.VTD_FR_NESTED_FS_READ;
               return -1;
@@ -752,6 +780,7 @@ export class VtdIommu {
     let write = (r.perms & 2) !== 0;
     if (nested) {
       // The first-stage output is a GPA: through the second stage, permissions AND-ed.
+      if (pa >= 2 ** pe.ssAwBits) return this.fail(req, F.VTD_FR_NESTED_BEYOND_MGAW, pe.fpd);
       if (!ss!.walkNum(pe.ssptptr, pa, req.write ? ACCESS_WRITE : ACCESS_READ, ssOut)) {
         return this.fail(req, ssOut.fault === WalkFault.RESERVED ? F.VTD_FR_SS_RSVD : F.VTD_FR_SS_RW, pe.fpd);
       }
