@@ -451,55 +451,55 @@ describe('VT-d fault reasons, each from the condition that defines it', () => {
     ['legacy root table with a reserved TTM (8)', F.VTD_FR_ROOT_TABLE_INV, ({ rig }) => {
       rig.wr(R.DMAR_RTADDR_REG, rig.root | 0xc00n, 8);
       rig.command(R.GCMD_SRTP);
-      return rig.unit.translate({ sid: SID, iova: 0n, write: false });
+      return rig.translate({ sid: SID, iova: 0n, write: false });
     }],
-    ['scalable root entry not present (0x39)', F.VTD_FR_SM_ROOT_P, ({ rig }) => rig.unit.translate({ sid: 0x0300, iova: 0n, write: false })],
+    ['scalable root entry not present (0x39)', F.VTD_FR_SM_ROOT_P, ({ rig }) => rig.translate({ sid: 0x0300, iova: 0n, write: false })],
     ['scalable root entry with reserved bits (0x3A)', F.VTD_FR_SM_ROOT_RSVD, ({ rig }) => {
       rig.memory.writeU64(rig.root + 16n * 5n, 0x1000n | 0x20n | 1n);
-      return rig.unit.translate({ sid: 0x0500, iova: 0n, write: false });
+      return rig.translate({ sid: 0x0500, iova: 0n, write: false });
     }],
-    ['scalable context entry not present (0x41)', F.VTD_FR_SM_CTX_P, ({ rig }) => rig.unit.translate({ sid: SID + 1, iova: 0n, write: false })],
+    ['scalable context entry not present (0x41)', F.VTD_FR_SM_CTX_P, ({ rig }) => rig.translate({ sid: SID + 1, iova: 0n, write: false })],
     ['scalable context entry with reserved bits (0x42)', F.VTD_FR_SM_CTX_RSVD, ({ rig }) => {
       const ctp = rig.memory.readU64(rig.root) & ~0xfffn;
       rig.memory.writeU64(ctp + 32n * 0x21n, 0x1000n | 0x40n | 1n);
-      return rig.unit.translate({ sid: 0x21, iova: 0n, write: false });
+      return rig.translate({ sid: 0x21, iova: 0n, write: false });
     }],
     ['PASID directory entry not present (0x51)', F.VTD_FR_SM_PASID_DIR_P, ({ rig }) => {
       rig.scalableContext(0x22, { paside: true, pdts: 1 });
-      return rig.unit.translate({ sid: 0x22, pasid: 64, iova: 0n, write: false });
+      return rig.translate({ sid: 0x22, pasid: 64, iova: 0n, write: false });
     }],
     ['PASID directory entry with reserved bits (0x52)', F.VTD_FR_SM_PASID_DIR_RSVD, ({ rig, dir }) => {
       rig.memory.writeU64(dir + 8n, 0x2000n | 0x10n | 1n);
-      return rig.unit.translate({ sid: SID, pasid: 70, iova: 0n, write: false });
+      return rig.translate({ sid: SID, pasid: 70, iova: 0n, write: false });
     }],
     ['PASID table entry with reserved bits (0x5A)', F.VTD_FR_SM_PASID_TABLE_RSVD, ({ rig, dir }) => {
       const table = rig.memory.readU64(dir) & ~0xfffn;
       rig.memory.writeU64(table + 64n * 1n + 24n, 1n);
-      return rig.unit.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: false });
+      return rig.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: false });
     }],
-    ['execute request with ERE clear (0x5C)', F.VTD_FR_SM_ERE_0, ({ rig }) => rig.unit.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: false, exec: true })],
+    ['execute request with ERE clear (0x5C)', F.VTD_FR_SM_ERE_0, ({ rig }) => rig.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: false, exec: true })],
     ['first-stage table pointer outside memory (0x70)', F.VTD_FR_FS_ACCESS, ({ rig, fs }) => {
       rig.memory.writeU64(fs.root + 8n, 0x7fff0000000n | 0x27n);
-      return rig.unit.translate({ sid: SID, pasid: 1, iova: 1n << 39n, write: false });
+      return rig.translate({ sid: SID, pasid: 1, iova: 1n << 39n, write: false });
     }],
     ['first-stage entry with reserved bits (0x72)', F.VTD_FR_FS_RSVD, ({ rig, fs }) => {
       rig.memory.writeU64(fs.root + 16n, 0x3000n | 0x80n | 0x27n); // PS in a PML4E
-      return rig.unit.translate({ sid: SID, pasid: 1, iova: 2n << 39n, write: false });
+      return rig.translate({ sid: SID, pasid: 1, iova: 2n << 39n, write: false });
     }],
-    ['first-stage write to a read-only page (0x85)', F.VTD_FR_FS_WRITE, ({ rig }) => rig.unit.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: true })],
+    ['first-stage write to a read-only page (0x85)', F.VTD_FR_FS_WRITE, ({ rig }) => rig.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: true })],
     ['first-stage user request to a supervisor page (0x81)', F.VTD_FR_FS_USER, ({ rig, fs }) => {
       const leaf = leafOf(fs, 0x1000n);
       rig.memory.writeU64(leaf, rig.memory.readU64(leaf) & ~4n);
-      return rig.unit.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: false });
+      return rig.translate({ sid: SID, pasid: 1, iova: 0x1000n, write: false });
     }],
     ['second-stage table pointer outside memory (0x78)', F.VTD_FR_SS_ACCESS, ({ rig, ss }) => {
       rig.memory.writeU64(ss.root + 8n, 0x7fff0000000n | 3n);
-      return rig.unit.translate({ sid: SID, pasid: 2, iova: 1n << 39n, write: false });
+      return rig.translate({ sid: SID, pasid: 2, iova: 1n << 39n, write: false });
     }],
     ['second-stage entry with reserved bits (0x7A)', F.VTD_FR_SS_RSVD, ({ rig, ss }) => {
       const leaf = leafOf(ss, 0x1000n);
       rig.memory.writeU64(leaf, rig.memory.readU64(leaf) | (1n << 11n));
-      return rig.unit.translate({ sid: SID, pasid: 2, iova: 0x1000n, write: false });
+      return rig.translate({ sid: SID, pasid: 2, iova: 0x1000n, write: false });
     }],
     ['nested: first-stage A/D update without second-stage write permission (0x77)', F.VTD_FR_NESTED_FS_WRITE, ({ rig }) => {
       const ss = rig.ssTable(48);
@@ -509,42 +509,42 @@ describe('VT-d fault reasons, each from the condition that defines it', () => {
       fs.map(0x1000n, 0x2000n, 0x1000n, RW);
       const dir = rig.scalableContext(0x30, { paside: true });
       rig.pasidEntry(dir, 4, { pgtt: 3, fs: fs.root, ss: ss.root, aw: 2 });
-      return rig.unit.translate({ sid: 0x30, pasid: 4, iova: 0x1000n, write: true });
+      return rig.translate({ sid: 0x30, pasid: 4, iova: 0x1000n, write: true });
     }],
     ['scalable root table outside memory (0x38)', F.VTD_FR_SM_ROOT_ACCESS, ({ rig }) => {
       rig.wr(R.DMAR_RTADDR_REG, 0x7fffff000000n | 0x400n, 8);
       rig.command(R.GCMD_SRTP);
-      return rig.unit.translate({ sid: SID, iova: 0n, write: false });
+      return rig.translate({ sid: SID, iova: 0n, write: false });
     }],
     ['scalable context table outside memory (0x40)', F.VTD_FR_SM_CTX_ACCESS, ({ rig }) => {
       rig.memory.writeU64(rig.root + 16n * 6n, 0x7fff00000000n | 1n);
-      return rig.unit.translate({ sid: 0x0600, iova: 0n, write: false });
+      return rig.translate({ sid: 0x0600, iova: 0n, write: false });
     }],
     ['PASIDE set on a unit without PASID support (0x43)', F.VTD_FR_SM_CTX_INV, () => {
       const rig = new VtdRig({ scalableMode: true, secondStage: true, pasidBits: 0 });
       rig.scalableContext(SID, { paside: true });
       rig.enable(true);
-      return [rig.unit.translate({ sid: SID, iova: 0n, write: false }), rig];
+      return [rig.translate({ sid: SID, iova: 0n, write: false }), rig];
     }],
-    ['translated request without DTE (0x44)', F.VTD_FR_SM_CTX_DTE, ({ rig }) => rig.unit.translate({ sid: SID, iova: 0x1000n, write: false, translated: true })],
+    ['translated request without DTE (0x44)', F.VTD_FR_SM_CTX_DTE, ({ rig }) => rig.translate({ sid: SID, iova: 0x1000n, write: false, translated: true })],
     ['RID_PASID beyond the PASID width (0x48)', F.VTD_FR_SM_RID_PASID, () => {
       const rig = new VtdRig({ scalableMode: true, secondStage: true, pasidBits: 8 });
       rig.scalableContext(SID, { ridPasid: 0x100 });
       rig.enable(true);
-      return [rig.unit.translate({ sid: SID, iova: 0n, write: false }), rig];
+      return [rig.translate({ sid: SID, iova: 0n, write: false }), rig];
     }],
     ['PASID directory outside memory (0x50)', F.VTD_FR_SM_PASID_DIR_ACCESS, ({ rig }) => {
       const ctp = rig.memory.readU64(rig.root) & ~0xfffn;
       rig.memory.writeU64(ctp + 32n * 0x24n, 0x7fff00000000n | 1n);
-      return rig.unit.translate({ sid: 0x24, iova: 0n, write: false });
+      return rig.translate({ sid: 0x24, iova: 0n, write: false });
     }],
     ['PASID table outside memory (0x58)', F.VTD_FR_SM_PASID_TABLE_ACCESS, ({ rig, dir }) => {
       rig.memory.writeU64(dir + 8n * 3n, 0x7fff00000000n | 1n);
-      return rig.unit.translate({ sid: SID, pasid: 3 * 64, iova: 0n, write: false });
+      return rig.translate({ sid: SID, pasid: 3 * 64, iova: 0n, write: false });
     }],
     ['second-stage table pointer beyond the host width (0x7B)', F.VTD_FR_SS_INV_PTR, ({ rig, dir }) => {
       rig.pasidEntry(dir, 7, { pgtt: 2, aw: 2, ss: 1n << 50n });
-      return rig.unit.translate({ sid: SID, pasid: 7, iova: 0n, write: false });
+      return rig.translate({ sid: SID, pasid: 7, iova: 0n, write: false });
     }],
     ['nested: first-stage output beyond the second-stage width (0x74)', F.VTD_FR_NESTED_BEYOND_MGAW, ({ rig }) => {
       const ss = rig.ssTable(39);
@@ -553,13 +553,13 @@ describe('VT-d fault reasons, each from the condition that defines it', () => {
       fs.map(0x1000n, 1n << 40n, 0x1000n, RW);
       const dir = rig.scalableContext(0x31, { paside: true });
       rig.pasidEntry(dir, 4, { pgtt: 3, fs: fs.root, ss: ss.root, aw: 1 });
-      return rig.unit.translate({ sid: 0x31, pasid: 4, iova: 0x1000n, write: false });
+      return rig.translate({ sid: 0x31, pasid: 4, iova: 0x1000n, write: false });
     }],
     ['first-stage execute of an XD page (0x82)', F.VTD_FR_FS_EXEC, ({ rig, fs, dir }) => {
       const leaf = leafOf(fs, 0x1000n);
       rig.memory.writeU64(leaf, rig.memory.readU64(leaf) | (1n << 63n));
       rig.pasidEntry(dir, 8, { pgtt: 1, fs: fs.root, ere: true });
-      return rig.unit.translate({ sid: SID, pasid: 8, iova: 0x1000n, write: false, exec: true });
+      return rig.translate({ sid: SID, pasid: 8, iova: 0x1000n, write: false, exec: true });
     }],
   ];
   for (const [name, reason, run] of cases) {
@@ -568,8 +568,15 @@ describe('VT-d fault reasons, each from the condition that defines it', () => {
       const out = run(s);
       const [r, rig] = Array.isArray(out) ? out : [out, s.rig];
       assert.equal(fault(r), reason);
-      const [, hi] = rig.faultRecord();
-      assert.equal((hi >> 32n) & 0xffn, BigInt(reason), 'the fault record carries the reason');
+      const [lo, hi] = rig.faultRecord();
+      const req = rig.lastRequest!;
+      assert.equal((hi >> 32n) & 0xffn, BigInt(reason), 'FR');
+      assert.equal(hi & 0xffffn, BigInt(req.sid), 'SID');
+      assert.equal(lo, BigInt.asUintN(64, req.iova) & ~0xfffn, 'FI: the faulting page');
+      assert.equal((hi >> 62n) & 1n, req.write ? 0n : 1n, 'T: 0 write, 1 read');
+      assert.equal((hi >> 31n) & 1n, req.pasid === undefined ? 0n : 1n, 'PP');
+      assert.equal((hi >> 40n) & 0xfffffn, BigInt(req.pasid ?? 0), 'PASID');
+      assert.ok(Number(rig.reg(R.DMAR_FSTS_REG)) & R.FSTS_PPF, 'FSTS.PPF');
     });
   }
 });

@@ -6,7 +6,7 @@ import { PageAllocator } from '../../mem/page-allocator.js';
 import { PhysMemory } from '../../mem/phys-memory.js';
 import { createPgtable } from '../../pgtable/index.js';
 import type { RadixPgtable } from '../../pgtable/radix.js';
-import { VtdIommu, type PageGroupResponse, type VtdOptions } from './device.js';
+import { VtdIommu, type PageGroupResponse, type VtdOptions, type VtdRequest, type VtdTranslation } from './device.js';
 import * as R from './regs.js';
 
 export class VtdRig {
@@ -28,6 +28,14 @@ export class VtdRig {
       onPageResponse: (r) => void this.responses.push(r),
     });
     this.root = this.alloc.alloc();
+  }
+
+  /** The last request `translate` sent (to check fault records against). */
+  lastRequest: VtdRequest | undefined;
+
+  translate(req: VtdRequest): VtdTranslation {
+    this.lastRequest = req;
+    return this.unit.translate(req);
   }
 
   reg(off: number, size: 4 | 8 = 4): bigint {
