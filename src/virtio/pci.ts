@@ -337,7 +337,7 @@ export class VirtioPciTransport {
     return BigInt(v >>> 0);
   }
 
-  private commonWrite(off: number, size: 1 | 2 | 4, value: number): void {
+  private commonWrite(off: number, _size: 1 | 2 | 4, value: number): void {
     const c = this.core;
     const q = c.queues[c.queueSel];
     const queueWritable = q !== undefined && !q.ready;
@@ -395,7 +395,6 @@ export class VirtioPciTransport {
         if (queueWritable) q.device = (q.device & 0xffffffffn) | (BigInt(v) << 32n);
         return;
       default:
-        void size;
         return;
     }
   }

@@ -70,9 +70,9 @@ export class VirtqChain {
     this.len = new Uint32Array(maxBuffers);
   }
 
-  /** Gather `dst.length` bytes of the device-readable part starting at `offset`; returns bytes copied. */
-  read(offset: number, dst: Uint8Array): number {
-    let want = dst.length;
+  /** Gather `len` (default `dst.length`) bytes of the device-readable part from `offset`; returns bytes copied. */
+  read(offset: number, dst: Uint8Array, len = dst.length): number {
+    let want = len;
     let copied = 0;
     for (let i = 0; i < this.readableCount && want > 0; i++) {
       const l = this.len[i]!;

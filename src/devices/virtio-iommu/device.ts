@@ -312,9 +312,8 @@ export class VirtioIommu implements VirtioDevice {
     this.ctx = ctx;
   }
 
-  featuresOk(features: bigint): boolean {
-    // Linux refuses a device without MAP_UNMAP; a device without it is useless, but the driver decides.
-    void features;
+  /** Any subset of what we offer is acceptable (a driver without MAP_UNMAP just cannot map anything). */
+  featuresOk(_features: bigint): boolean {
     return true;
   }
 
@@ -520,7 +519,7 @@ export class VirtioIommu implements VirtioDevice {
       this.stats.unwritten++;
       return 0;
     }
-    chain.read(0, this.req.subarray(0, REQ_HEAD_SIZE));
+    chain.read(0, this.req, REQ_HEAD_SIZE);
     const type = this.req[0]!;
     this.stats.byType[type]!++;
     const need = REQ_SIZE[type];
@@ -533,7 +532,7 @@ export class VirtioIommu implements VirtioDevice {
       return this.finish(chain, type, VIRTIO_IOMMU_S_UNSUPP);
     }
     if (chain.readableBytes < need) return this.finish(chain, type, VIRTIO_IOMMU_S_INVAL);
-    chain.read(0, this.req.subarray(0, need));
+    chain.read(0, this.req, need);
     switch (type) {
       case VIRTIO_IOMMU_T_ATTACH:
         return this.finish(chain, type, this.attach());
@@ -654,7 +653,9 @@ export class VirtioIommu implements VirtioDevice {
     // spec: overlap with a RESV_MEM region of an endpoint in the domain -> reject (SHOULD).
     if (spec && this.overlapsReserved(domain, virtStart, virtEnd)) return VIRTIO_IOMMU_S_INVAL;
     if (domain.mappings.size >= this.maxMappings) return VIRTIO_IOMMU_S_NOMEM;
-    domain.mappings.insert(virtStart, virtEnd, { phys: physStart, flags }, [Number(physStart >> 32n), Number(physStart & 0xffffffffn), flags]);
+    const physHi = this.reqView.getUint32(OFF_MAP.physStart + 4, true);
+    const physLo = this.reqView.getUint32(OFF_MAP.physStart, true);
+    domain.mappings.insert(virtStart, virtEnd, { phys: physStart, flags }, [physHi, physLo, flags]);
     this.trace?.({ name: 'virtio_iommu_map', args: { domain: domainId, virt_start: virtStart, virt_end: virtEnd, phys_start: physStart, flags } });
     return VIRTIO_IOMMU_S_OK;
   }
