@@ -221,7 +221,8 @@ export class Virtqueue {
     for (;;) {
       if (++seen > tableSize) throw new VirtqueueError('LOOP', `chain from head ${head} is longer than its table (${tableSize})`, { head });
       const d = table + 16 * index;
-      const addr = Number(mem.readU64n(d));
+      // addr as two halves: no bigint per descriptor (an address above 2^53 rounds, then fails the range check).
+      const addr = mem.readU32n(d + 4) * 2 ** 32 + mem.readU32n(d);
       const len = mem.readU32n(d + 8);
       const flags = mem.readU16n(d + 12);
       const next = mem.readU16n(d + 14);
