@@ -4,7 +4,7 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Rig } from './testing.js';
+import { ALL_FEATURES, Rig } from './testing.js';
 import {
   VIRTIO_IOMMU_ATTACH_F_BYPASS,
   VIRTIO_IOMMU_CONFIG,
@@ -341,6 +341,16 @@ describe('virtio-iommu: translation, bypass and faults', () => {
     rig.driver.writeConfig(36, 1, 0n);
     const r = rig.device.translate(1, 0x1234n, { read: true });
     // spec: unattached endpoints not in bypass SHOULD NOT reach memory.
+    assert.equal(!r.ok && r.reason, VIRTIO_IOMMU_FAULT_R_DOMAIN);
+  });
+
+  it('legacy BYPASS: negotiated, unattached endpoints bypass; not negotiated, they fault', () => {
+    const legacyFeatures = { legacyBypass: true, bypassConfig: false };
+    const on = new Rig({ bypass: false, features: legacyFeatures });
+    assert.ok(on.driver.deviceFeatures() & (1n << 3n));
+    assert.equal(on.device.translate(1, 0x1234n, { read: true }).ok, true);
+    const off = new Rig({ bypass: false, features: legacyFeatures, accept: ALL_FEATURES & ~(1n << 3n) });
+    const r = off.device.translate(1, 0x1234n, { read: true });
     assert.equal(!r.ok && r.reason, VIRTIO_IOMMU_FAULT_R_DOMAIN);
   });
 
