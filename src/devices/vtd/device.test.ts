@@ -102,6 +102,19 @@ describe('VT-d legacy mode', () => {
     assert.ok(r.ok && r.addr === 0x500000n);
   });
 
+  it('refuses a second-stage output in the interrupt address range (0xE legacy, 0x87 scalable)', () => {
+    const { rig, pt } = legacy();
+    pt.map(0x70000n, 0xfee00000n, 0x1000n, RW);
+    assert.equal(fault(rig.unit.translate({ sid: SID, iova: 0x70000n, write: true })), F.VTD_FR_INTERRUPT_ADDR);
+    const sm = new VtdRig({ scalableMode: true, awBits: 48 });
+    const ss = sm.ssTable(48);
+    ss.map(0x70000n, 0xfee01000n, 0x1000n, RW);
+    const dir = sm.scalableContext(SID);
+    sm.pasidEntry(dir, 0, { pgtt: 2, aw: 2, ss: ss.root });
+    sm.enable(true);
+    assert.equal(fault(sm.unit.translate({ sid: SID, iova: 0x70000n, write: false })), F.VTD_FR_SM_INTERRUPT_ADDR);
+  });
+
   it('faults a context table pointer outside memory (fault 9)', () => {
     const { rig } = legacy();
     rig.memory.writeU64(rig.root + 16n * 7n, 0x7fff00000000n | 1n);

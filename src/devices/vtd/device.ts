@@ -196,6 +196,9 @@ interface IotlbEntry {
 }
 
 const NO_PASID = 0x1fffff;
+/** The x86 interrupt address range (0xFEEx_xxxx). */
+const INTERRUPT_RANGE_START = 0xfee00000;
+const INTERRUPT_RANGE_END = 0xfeefffff;
 /** The leaf sizes as bigints, made once: the hit path allocates only the address. */
 const PAGE_SIZES_BIG = [0x1000n, 0x200000n, 0x40000000n] as const; // beyond any 20-bit PASID: "request without PASID" in cache keys
 
@@ -596,6 +599,11 @@ export class VtdIommu {
       return this.fail(req, reason, fpd);
     }
     const pageBase = r.pa - (r.pa % r.pageSize);
+    // An output page overlapping the interrupt address range is refused (as QEMU 7.2 does): DMA there
+    // would be taken for an MSI.
+    if (pageBase <= INTERRUPT_RANGE_END && pageBase + r.pageSize - 1 >= INTERRUPT_RANGE_START) {
+      return this.fail(req, scalable ? F.VTD_FR_SM_INTERRUPT_ADDR : F.VTD_FR_INTERRUPT_ADDR, fpd);
+    }
     this.iotlbInsert(req, pasidKey, iova, {
       did,
       pasid: pasidKey,
@@ -789,6 +797,7 @@ export class VtdIommu {
       write = write && (ssOut.perms & 2) !== 0;
     }
     const base = pa - (pa % 4096);
+    if (base <= INTERRUPT_RANGE_END && base + 4095 >= INTERRUPT_RANGE_START) return this.fail(req, F.VTD_FR_SM_INTERRUPT_ADDR, pe.fpd);
     if (pageSize === 4096 || !nested) {
       this.iotlbInsert(req, pasidKey, folded - (folded % pageSize), { did: pe.did, pasid: pasidKey, pa: nested ? base : pa - (pa % pageSize) + 0, pageSize: nested ? 4096 : pageSize, read: true, write });
     }

@@ -18,6 +18,8 @@ export const VTD_FR_ROOT_ENTRY_RSVD = 0xa;
 export const VTD_FR_CONTEXT_ENTRY_RSVD = 0xb;
 export const VTD_FR_PAGING_ENTRY_RSVD = 0xc;
 export const VTD_FR_CONTEXT_ENTRY_TT = 0xd;
+/** QEMU's reason for a second-stage output in the interrupt address range (legacy mode). */
+export const VTD_FR_INTERRUPT_ADDR = 0xe;
 // Scalable mode.
 export const VTD_FR_RTADDR_INV_TTM = 0x31;
 export const VTD_FR_SM_ROOT_ACCESS = 0x38;
@@ -56,6 +58,8 @@ export const VTD_FR_FS_USER = 0x81;
 export const VTD_FR_FS_EXEC = 0x82;
 export const VTD_FR_FS_WRITE = 0x85;
 export const VTD_FR_FS_READ = 0x86;
+/** Second-stage output in the interrupt address range (scalable mode). */
+export const VTD_FR_SM_INTERRUPT_ADDR = 0x87;
 
 /** Fault record (128 bits): FI 63:12, SID 79:64, PRIV 93, EXE 94, PP 95, FR 103:96, PASID 123:104, AT 125:124, T 126, F 127. */
 export const VTD_FAULT_RECORD = defineLayout('vtd_fault_record', 16, {
