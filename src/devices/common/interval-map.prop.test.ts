@@ -58,6 +58,74 @@ describe('IntervalMap', () => {
     );
   });
 
+  it('agrees with a list across many leaves: ascending, descending and scattered runs, two maps sharing emptied leaves', () => {
+    // Runs of page-sized mappings the way IOVA allocators hand them out (up, down, scattered), removals of
+    // single pages and of wide ranges, on two maps at once so leaves emptied by one are reused by the other.
+    const run = fc.record({
+      kind: fc.constantFrom('up' as const, 'down' as const, 'scatter' as const, 'rm' as const, 'rmWide' as const),
+      map: fc.integer({ min: 0, max: 1 }),
+      base: fc.integer({ min: 0, max: 4000 }),
+      count: fc.integer({ min: 1, max: 300 }),
+      seed: fc.integer({ min: 1, max: 0x7fffffff }),
+    });
+    fc.assert(
+      fc.property(fc.array(run, { minLength: 1, maxLength: 30 }), (runs) => {
+        const maps = [new IntervalMap<number>(), new IntervalMap<number>()];
+        const refs = [new ListMap(), new ListMap()];
+        let value = 0;
+        for (const r of runs) {
+          const m = maps[r.map]!;
+          const ref = refs[r.map]!;
+          let x = r.seed;
+          const page = (i: number): number => {
+            if (r.kind === 'up') return r.base + i;
+            if (r.kind === 'down') return r.base + r.count - i;
+            x = (x * 48271) % 0x7fffffff;
+            return x % 4400;
+          };
+          for (let i = 0; i < r.count; i++) {
+            const start = BigInt(page(i)) * 4096n;
+            if (r.kind === 'rm' || r.kind === 'rmWide') {
+              const end = start + (r.kind === 'rm' ? 4095n : BigInt(1 + (i % 64)) * 4096n - 1n);
+              const got = m.removeRange(start, end);
+              const want = ref.removeRange(start, end);
+              if (want === 'split') assert.equal(got.ok, false);
+              else {
+                assert.ok(got.ok);
+                assert.deepEqual(got.removed.map((g) => g.start), want);
+              }
+            } else {
+              value++;
+              assert.equal(m.insert(start, start + 4095n, value), ref.insert(start, start + 4095n, value));
+            }
+          }
+        }
+        maps.forEach((m, i) => {
+          const ref = refs[i]!;
+          assert.equal(m.size, ref.items.length);
+          assert.deepEqual([...m].map((e) => [e.start, e.value]), [...ref.items].sort((a, b) => (a.start < b.start ? -1 : 1)).map((e) => [e.start, e.value]));
+          for (let p = 0; p < 4400; p += 7) assert.equal(m.lookup(BigInt(p) * 4096n + 9n)?.value, ref.lookup(BigInt(p) * 4096n + 9n));
+        });
+      }),
+      { numRuns: 60 },
+    );
+  });
+
+  it('forgets a leaf it emptied, even when another map reuses that leaf', () => {
+    const a = new IntervalMap<number>();
+    const b = new IntervalMap<number>();
+    const page = (p: number): bigint => BigInt(p) * 4096n;
+    for (let p = 0; p < 1000; p++) a.insert(page(p), page(p) + 4095n, p);
+    // Empty whole leaves one page at a time, so the last search ends in a leaf that is then unlinked.
+    for (let p = 448; p < 576; p++) assert.ok(a.removeRange(page(p), page(p) + 4095n).ok);
+    // b fills, splitting leaves and taking a's emptied ones, with entries over the same addresses.
+    for (let p = 0; p < 1000; p++) b.insert(page(p), page(p) + 4095n, -p);
+    // Probe first where b's first split put the leaf a emptied last (pages 64..127), then everywhere.
+    const probes = [...Array.from({ length: 64 }, (_, i) => 64 + i), ...Array.from({ length: 1000 }, (_, i) => i)];
+    for (const p of probes) assert.equal(a.lookup(page(p) + 1n)?.value, p >= 448 && p < 576 ? undefined : p);
+    assert.equal(b.lookup(page(500))?.value, -500);
+  });
+
   it('stays shallow with 100k ascending inserts (balanced whatever the order)', () => {
     const m = new IntervalMap<number>();
     for (let i = 0; i < 100_000; i++) m.insert(BigInt(i) * 4096n, BigInt(i) * 4096n + 4095n, i);

@@ -6,12 +6,14 @@
  * A B+tree ordered by start: lookups, inserts and range removals are O(log n), and a lookup touches a
  * handful of nodes whose keys sit in one contiguous typed array per node, which is what keeps it fast at
  * 100k+ entries (a binary tree of objects chases a pointer, and misses the cache, per level). Keys are kept
- * as 32-bit halves so comparisons never allocate. Removal is lazy: nodes are not merged, but an empty node
+ * as 32-bit halves so comparisons never allocate or call into bigint code. Removal is lazy: nodes are not merged, but an empty node
  * is unlinked at once, so the tree never holds more nodes than its entries need.
  *
  * Every operation validates before it changes anything: `insert` refuses an overlap and `removeRange`
  * refuses to split an interval, in both cases leaving the map untouched.
  */
+
+import { splitHi, splitLo, splitU64 } from '../../mem/addr.js';
 
 export interface Interval<V> {
   readonly start: bigint;
@@ -23,14 +25,13 @@ export interface Interval<V> {
 /** What `removeRange` found. */
 export type RemoveResult<V> =
   /** `removed` lists the intervals only when asked to collect them; `count` is always right. */
-  | { ok: true; count: number; removed: Interval<V>[] }
+  | { ok: true; count: number; removed: readonly Interval<V>[] }
   /** An interval crosses the range's edge: removing it would split it. Nothing was removed. */
   | { ok: false; splits: Interval<V> };
 
 /** Entries per leaf and children per inner node. */
 const ORDER = 64;
 const TWO32 = 4294967296;
-const TWO53 = 1n << 53n;
 
 /**
  * Leaf words per entry: [start hi, start lo, end hi, end lo, aux0, aux1, aux2, -]. The three aux words carry
@@ -64,19 +65,6 @@ class Inner<V> {
 
 type Node<V> = Leaf<V> | Inner<V>;
 
-/** A split key: bigint -> two halves, without allocating below 2^53. */
-const K = new Uint32Array(2);
-function splitKey(k: bigint): void {
-  if (k < TWO53) {
-    const d = Number(k);
-    K[0] = Math.floor(d / TWO32);
-    K[1] = d;
-  } else {
-    K[0] = Number(k >> 32n);
-    K[1] = Number(k & 0xffffffffn);
-  }
-}
-
 function join(h: number, l: number): bigint {
   return h < 0x200000 ? BigInt(h * TWO32 + l) : (BigInt(h) << 32n) | BigInt(l);
 }
@@ -86,16 +74,32 @@ function le(ah: number, al: number, bh: number, bl: number): boolean {
   return ah < bh || (ah === bh && al <= bl);
 }
 
-/** Emptied leaves kept for reuse: allocating a leaf's typed array costs more than the operation itself. */
-const POOL_SIZE = 32;
+/**
+ * Emptied leaves kept for reuse, shared by every map: allocating (and later collecting) a leaf's typed
+ * array costs more than the operation that needs it, and map/unmap churn empties and refills leaves all
+ * the time. Bounded: at most 4096 leaves (about 2.3 KiB each, 9 MiB in all) are ever kept.
+ */
+const POOL_SIZE = 4096;
+const pool: Leaf<unknown>[] = [];
+
+/** `removed` when nothing was collected. */
+const NONE: readonly never[] = Object.freeze([]);
+
+function newLeaf<V>(): Leaf<V> {
+  return (pool.pop() as Leaf<V> | undefined) ?? new Leaf<V>();
+}
 
 export class IntervalMap<V> {
-  private readonly pool: Leaf<V>[] = [];
   private root: Node<V> = new Leaf<V>();
   private size_ = 0;
   /** Position found by `floor` / `locate`: a leaf and an entry index (-1: before the leaf's first). */
   private leaf: Leaf<V> = this.root as Leaf<V>;
   private index = -1;
+  /**
+   * The leaf the last search ended in, while it is in the tree: map/unmap/translate streams come in
+   * address order, so the next key usually belongs to the same leaf and skips the descent.
+   */
+  private finger: Leaf<V> | null = null;
 
   get size(): number {
     return this.size_;
@@ -136,9 +140,9 @@ export class IntervalMap<V> {
   }
 
   private find(addr: bigint): boolean {
-    splitKey(addr);
-    const h = K[0]!;
-    const l = K[1]!;
+    splitU64(addr);
+    const h = splitHi();
+    const l = splitLo();
     if (!this.floor(h, l)) return false;
     const i = this.index * STRIDE;
     return le(h, l, this.leaf.keys[i + EH]!, this.leaf.keys[i + EL]!);
@@ -152,29 +156,29 @@ export class IntervalMap<V> {
 
   /** The first interval that overlaps [start, end], if any. */
   firstOverlap(start: bigint, end: bigint): Interval<V> | undefined {
-    splitKey(start);
-    const sh = K[0]!;
-    const sl = K[1]!;
+    splitU64(start);
+    const sh = splitHi();
+    const sl = splitLo();
     if (this.floor(sh, sl)) {
       const i = this.index * STRIDE;
       if (le(sh, sl, this.leaf.keys[i + EH]!, this.leaf.keys[i + EL]!)) return this.intervalHere();
     }
     // Otherwise the first interval starting after `start` overlaps if it starts at or before `end`.
     if (!this.step()) return undefined;
-    splitKey(end);
+    splitU64(end);
     const i = this.index * STRIDE;
-    return le(this.leaf.keys[i + SH]!, this.leaf.keys[i + SL]!, K[0]!, K[1]!) ? this.intervalHere() : undefined;
+    return le(this.leaf.keys[i + SH]!, this.leaf.keys[i + SL]!, splitHi(), splitLo()) ? this.intervalHere() : undefined;
   }
 
   /** Add [start, end] unless it overlaps an interval already present (then returns false, changes nothing). */
   insert(start: bigint, end: bigint, value: V, aux?: readonly [number, number, number]): boolean {
-    if (end < start) throw new RangeError('interval end before start');
-    splitKey(end);
-    const eh = K[0]!;
-    const el = K[1]!;
-    splitKey(start);
-    const sh = K[0]!;
-    const sl = K[1]!;
+    splitU64(end);
+    const eh = splitHi();
+    const el = splitLo();
+    splitU64(start);
+    const sh = splitHi();
+    const sl = splitLo();
+    if (!le(sh, sl, eh, el)) throw new RangeError('interval end before start');
     this.locate(sh, sl);
     let leaf = this.leaf;
     let at = this.index + 1;
@@ -186,16 +190,22 @@ export class IntervalMap<V> {
     const nextAt = at < leaf.count ? at : 0;
     if (nextLeaf !== null && nextAt < nextLeaf.count && le(nextLeaf.keys[nextAt * STRIDE + SH]!, nextLeaf.keys[nextAt * STRIDE + SL]!, eh, el)) return false;
     if (leaf.count === ORDER) {
-      const right = this.splitLeaf(leaf);
-      if (at > leaf.count) {
-        at -= leaf.count;
+      // Split in half, except at either end: addresses handed out in order (an IOVA allocator going up
+      // or down) then fill whole leaves instead of leaving a trail of half-empty ones.
+      const keep = at === ORDER ? ORDER : at === 0 ? 0 : ORDER >> 1;
+      const right = this.splitLeaf(leaf, keep, keep === ORDER ? sh : leaf.keys[keep * STRIDE + SH]!, keep === ORDER ? sl : leaf.keys[keep * STRIDE + SL]!);
+      if (at > keep || at === ORDER) {
+        at -= keep;
         leaf = right;
       }
     }
     const c = leaf.count;
     const k = leaf.keys;
-    k.copyWithin((at + 1) * STRIDE, at * STRIDE, c * STRIDE);
-    for (let i = c; i > at; i--) leaf.items[i] = leaf.items[i - 1];
+    if (at < c) {
+      // copyWithin is a call into C++: worth it for a block, wasted on nothing (the append case).
+      k.copyWithin((at + 1) * STRIDE, at * STRIDE, c * STRIDE);
+      for (let i = c; i > at; i--) leaf.items[i] = leaf.items[i - 1];
+    }
     const o = at * STRIDE;
     k[o + SH] = sh;
     k[o + SL] = sl;
@@ -215,20 +225,20 @@ export class IntervalMap<V> {
    * request is refused and nothing is removed.
    */
   removeRange(start: bigint, end: bigint, collect = true): RemoveResult<V> {
-    if (end < start) return { ok: true, count: 0, removed: [] };
-    splitKey(end);
-    const eh = K[0]!;
-    const el = K[1]!;
-    splitKey(start);
-    const sh = K[0]!;
-    const sl = K[1]!;
+    splitU64(end);
+    const eh = splitHi();
+    const el = splitLo();
+    splitU64(start);
+    const sh = splitHi();
+    const sl = splitLo();
+    if (!le(sh, sl, eh, el)) return { ok: true, count: 0, removed: NONE };
     // Only the last interval starting inside the range can reach past its end.
     if (this.floor(eh, el)) {
       const k = this.leaf.keys;
       const i = this.index * STRIDE;
       if (k[i + SH] === sh && k[i + SL] === sl && k[i + EH] === eh && k[i + EL] === el) {
         // The common case: the range is exactly one interval. Nothing else can lie inside it.
-        const removed = collect ? [this.intervalHere()] : [];
+        const removed = collect ? [this.intervalHere()] : NONE;
         this.removeFromLeaf(this.leaf, this.index, this.index + 1);
         this.size_--;
         return { ok: true, count: 1, removed };
@@ -273,6 +283,7 @@ export class IntervalMap<V> {
   clear(): void {
     this.root = new Leaf<V>();
     this.size_ = 0;
+    this.finger = null;
   }
 
   /** Every interval, in address order. */
@@ -291,6 +302,21 @@ export class IntervalMap<V> {
 
   /** Set leaf / index to the last entry with start <= key in the leaf the key belongs to (-1: none). */
   private locate(kh: number, kl: number): void {
+    // The finger's leaf is the one a descent would reach when its first start is <= key and the key lies
+    // below its last start (entries stay below the next leaf's separator) or no leaf follows.
+    const f = this.finger;
+    if (f !== null) {
+      const k = f.keys;
+      const last = (f.count - 1) * STRIDE;
+      if (
+        f.count !== 0 &&
+        le(k[SH]!, k[SL]!, kh, kl) &&
+        (f.next === null || !le(k[last + SH]!, k[last + SL]!, kh, kl))
+      ) {
+        this.searchLeaf(f, kh, kl);
+        return;
+      }
+    }
     let node = this.root;
     while (node instanceof Inner) {
       // Last child whose separator is <= key (child 0 has none).
@@ -309,9 +335,15 @@ export class IntervalMap<V> {
       }
       node = node.children[pick]!;
     }
-    const k = node.keys;
+    if (node.count !== 0) this.finger = node;
+    this.searchLeaf(node, kh, kl);
+  }
+
+  /** Set leaf / index to the last entry of `leaf` with start <= key (-1: none). */
+  private searchLeaf(leaf: Leaf<V>, kh: number, kl: number): void {
+    const k = leaf.keys;
     let lo = 0;
-    let hi = node.count - 1;
+    let hi = leaf.count - 1;
     let found = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
@@ -322,7 +354,7 @@ export class IntervalMap<V> {
         hi = mid - 1;
       }
     }
-    this.leaf = node;
+    this.leaf = leaf;
     this.index = found;
   }
 
@@ -366,23 +398,25 @@ export class IntervalMap<V> {
 
   // ---- structure ------------------------------------------------------------------------------
 
-  /** Move the upper half of a full leaf into a new right sibling; returns it. */
-  private splitLeaf(leaf: Leaf<V>): Leaf<V> {
-    const right = this.pool.pop() ?? new Leaf<V>();
-    const half = ORDER >> 1;
-    const moved = leaf.count - half;
-    right.keys.set(leaf.keys.subarray(half * STRIDE, leaf.count * STRIDE));
+  /**
+   * Move a full leaf's entries from `keep` on into a new right sibling (which may start empty), hung in
+   * the parent with separator (kh, kl): the first start it holds or will hold. Returns the sibling.
+   */
+  private splitLeaf(leaf: Leaf<V>, keep: number, kh: number, kl: number): Leaf<V> {
+    const right = newLeaf<V>();
+    const moved = leaf.count - keep;
+    right.keys.set(leaf.keys.subarray(keep * STRIDE, leaf.count * STRIDE));
     for (let i = 0; i < moved; i++) {
-      right.items[i] = leaf.items[half + i];
-      leaf.items[half + i] = undefined;
+      right.items[i] = leaf.items[keep + i];
+      leaf.items[keep + i] = undefined;
     }
     right.count = moved;
-    leaf.count = half;
+    leaf.count = keep;
     right.next = leaf.next;
     if (right.next !== null) right.next.prev = right;
     right.prev = leaf;
     leaf.next = right;
-    this.insertChild(leaf, right, right.keys[SH]!, right.keys[SL]!);
+    this.insertChild(leaf, right, kh, kl);
     return right;
   }
 
@@ -433,17 +467,20 @@ export class IntervalMap<V> {
   /** Drop entries [from, to) of a leaf; unlink the leaf if it empties. */
   private removeFromLeaf(leaf: Leaf<V>, from: number, to: number): void {
     const n = to - from;
-    leaf.keys.copyWithin(from * STRIDE, to * STRIDE, leaf.count * STRIDE);
-    for (let i = from; i < leaf.count - n; i++) leaf.items[i] = leaf.items[i + n];
+    if (to < leaf.count) {
+      leaf.keys.copyWithin(from * STRIDE, to * STRIDE, leaf.count * STRIDE);
+      for (let i = from; i < leaf.count - n; i++) leaf.items[i] = leaf.items[i + n];
+    }
     for (let i = leaf.count - n; i < leaf.count; i++) leaf.items[i] = undefined;
     leaf.count -= n;
     if (leaf.count === 0 && leaf.parent !== null) {
       if (leaf.prev !== null) leaf.prev.next = leaf.next;
       if (leaf.next !== null) leaf.next.prev = leaf.prev;
       this.removeChild(leaf.parent, leaf);
-      if (this.pool.length < POOL_SIZE) {
+      if (this.finger === leaf) this.finger = null;
+      if (pool.length < POOL_SIZE) {
         leaf.parent = leaf.prev = leaf.next = null;
-        this.pool.push(leaf);
+        pool.push(leaf as Leaf<unknown>);
       }
     }
   }
