@@ -126,6 +126,22 @@ describe('IntervalMap', () => {
     assert.equal(b.lookup(page(500))?.value, -500);
   });
 
+  it('takes keys only from the 64-bit space and treats an inverted range as empty', () => {
+    const m = new IntervalMap<number>();
+    assert.ok(m.insert(MAX - 4095n, MAX, 1));
+    assert.ok(m.insert(0n, 4095n, 2));
+    // An inverted range removes nothing (it must not wrap to [start, 2^64 - 1]).
+    assert.deepEqual(m.removeRange(4096n, -1n), { ok: true, count: 0, removed: [] });
+    assert.throws(() => m.insert(-4096n, -1n + 4096n, 3), RangeError);
+    assert.throws(() => m.insert(MAX + 1n, MAX + 4096n, 3), RangeError);
+    assert.throws(() => m.removeRange(-1n, 10n), RangeError);
+    assert.throws(() => m.removeRange(0n, MAX + 1n), RangeError);
+    assert.throws(() => m.insert(10n, 9n, 3), RangeError);
+    assert.equal(m.size, 2);
+    assert.equal(m.lookup(MAX)?.value, 1);
+    assert.equal(m.lookup(4095n)?.value, 2);
+  });
+
   it('stays shallow with 100k ascending inserts (balanced whatever the order)', () => {
     const m = new IntervalMap<number>();
     for (let i = 0; i < 100_000; i++) m.insert(BigInt(i) * 4096n, BigInt(i) * 4096n + 4095n, i);

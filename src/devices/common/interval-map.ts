@@ -6,8 +6,8 @@
  * A B+tree ordered by start: lookups, inserts and range removals are O(log n), and a lookup touches a
  * handful of nodes whose keys sit in one contiguous typed array per node, which is what keeps it fast at
  * 100k+ entries (a binary tree of objects chases a pointer, and misses the cache, per level). Keys are kept
- * as 32-bit halves so comparisons never allocate or call into bigint code. Removal is lazy: nodes are not merged, but an empty node
- * is unlinked at once, so the tree never holds more nodes than its entries need.
+ * as 32-bit halves so comparisons never allocate or call into bigint code. Removal is lazy: nodes are not
+ * merged, but an empty node is unlinked at once, so the tree never holds more nodes than its entries need.
  *
  * Every operation validates before it changes anything: `insert` refuses an overlap and `removeRange`
  * refuses to split an interval, in both cases leaving the map untouched.
@@ -84,6 +84,13 @@ const pool: Leaf<unknown>[] = [];
 
 /** `removed` when nothing was collected. */
 const NONE: readonly never[] = Object.freeze([]);
+
+const U64_MAX = (1n << 64n) - 1n;
+
+/** Keys are u64: the 32-bit halves would silently wrap anything outside. */
+function checkKeys(start: bigint, end: bigint): void {
+  if (start < 0n || end > U64_MAX) throw new RangeError(`interval [${start}, ${end}] lies outside the 64-bit space`);
+}
 
 function newLeaf<V>(): Leaf<V> {
   return (pool.pop() as Leaf<V> | undefined) ?? new Leaf<V>();
@@ -172,13 +179,14 @@ export class IntervalMap<V> {
 
   /** Add [start, end] unless it overlaps an interval already present (then returns false, changes nothing). */
   insert(start: bigint, end: bigint, value: V, aux?: readonly [number, number, number]): boolean {
+    if (end < start) throw new RangeError('interval end before start');
+    checkKeys(start, end);
     splitU64(end);
     const eh = splitHi();
     const el = splitLo();
     splitU64(start);
     const sh = splitHi();
     const sl = splitLo();
-    if (!le(sh, sl, eh, el)) throw new RangeError('interval end before start');
     this.locate(sh, sl);
     let leaf = this.leaf;
     let at = this.index + 1;
@@ -225,13 +233,14 @@ export class IntervalMap<V> {
    * request is refused and nothing is removed.
    */
   removeRange(start: bigint, end: bigint, collect = true): RemoveResult<V> {
+    if (end < start) return { ok: true, count: 0, removed: NONE };
+    checkKeys(start, end);
     splitU64(end);
     const eh = splitHi();
     const el = splitLo();
     splitU64(start);
     const sh = splitHi();
     const sl = splitLo();
-    if (!le(sh, sl, eh, el)) return { ok: true, count: 0, removed: NONE };
     // Only the last interval starting inside the range can reach past its end.
     if (this.floor(eh, el)) {
       const k = this.leaf.keys;
