@@ -13,7 +13,7 @@
  * refuses to split an interval, in both cases leaving the map untouched.
  */
 
-import { splitHi, splitLo, splitU64 } from '../../mem/addr.js';
+import { U64_MAX, splitHi, splitLo, splitU64 } from '../../mem/addr.js';
 
 export interface Interval<V> {
   readonly start: bigint;
@@ -77,7 +77,7 @@ function le(ah: number, al: number, bh: number, bl: number): boolean {
 /**
  * Emptied leaves kept for reuse, shared by every map: allocating (and later collecting) a leaf's typed
  * array costs more than the operation that needs it, and map/unmap churn empties and refills leaves all
- * the time. Bounded: at most 4096 leaves (about 2.3 KiB each, 9 MiB in all) are ever kept.
+ * the time. Bounded: at most 4096 leaves (about 2.5 KiB each, 10 MiB in all) are ever kept.
  */
 const POOL_SIZE = 4096;
 const pool: Leaf<unknown>[] = [];
@@ -85,11 +85,18 @@ const pool: Leaf<unknown>[] = [];
 /** `removed` when nothing was collected. */
 const NONE: readonly never[] = Object.freeze([]);
 
-const U64_MAX = (1n << 64n) - 1n;
+/** [start hi, start lo, end hi, end lo] of the range `splitRange` took apart. */
+const RANGE = new Uint32Array(4);
 
-/** Keys are u64: the 32-bit halves would silently wrap anything outside. */
-function checkKeys(start: bigint, end: bigint): void {
+/** Split [start, end] into halves in RANGE. Keys are u64: the halves would silently wrap anything outside. */
+function splitRange(start: bigint, end: bigint): void {
   if (start < 0n || end > U64_MAX) throw new RangeError(`interval [${start}, ${end}] lies outside the 64-bit space`);
+  splitU64(start);
+  RANGE[0] = splitHi();
+  RANGE[1] = splitLo();
+  splitU64(end);
+  RANGE[2] = splitHi();
+  RANGE[3] = splitLo();
 }
 
 function newLeaf<V>(): Leaf<V> {
@@ -180,13 +187,11 @@ export class IntervalMap<V> {
   /** Add [start, end] unless it overlaps an interval already present (then returns false, changes nothing). */
   insert(start: bigint, end: bigint, value: V, aux?: readonly [number, number, number]): boolean {
     if (end < start) throw new RangeError('interval end before start');
-    checkKeys(start, end);
-    splitU64(end);
-    const eh = splitHi();
-    const el = splitLo();
-    splitU64(start);
-    const sh = splitHi();
-    const sl = splitLo();
+    splitRange(start, end);
+    const sh = RANGE[0]!;
+    const sl = RANGE[1]!;
+    const eh = RANGE[2]!;
+    const el = RANGE[3]!;
     this.locate(sh, sl);
     let leaf = this.leaf;
     let at = this.index + 1;
@@ -201,7 +206,7 @@ export class IntervalMap<V> {
       // Split in half, except at either end: addresses handed out in order (an IOVA allocator going up
       // or down) then fill whole leaves instead of leaving a trail of half-empty ones.
       const keep = at === ORDER ? ORDER : at === 0 ? 0 : ORDER >> 1;
-      const right = this.splitLeaf(leaf, keep, keep === ORDER ? sh : leaf.keys[keep * STRIDE + SH]!, keep === ORDER ? sl : leaf.keys[keep * STRIDE + SL]!);
+      const right = this.splitLeaf(leaf, keep, sh, sl);
       if (at > keep || at === ORDER) {
         at -= keep;
         leaf = right;
@@ -234,13 +239,11 @@ export class IntervalMap<V> {
    */
   removeRange(start: bigint, end: bigint, collect = true): RemoveResult<V> {
     if (end < start) return { ok: true, count: 0, removed: NONE };
-    checkKeys(start, end);
-    splitU64(end);
-    const eh = splitHi();
-    const el = splitLo();
-    splitU64(start);
-    const sh = splitHi();
-    const sl = splitLo();
+    splitRange(start, end);
+    const sh = RANGE[0]!;
+    const sl = RANGE[1]!;
+    const eh = RANGE[2]!;
+    const el = RANGE[3]!;
     // Only the last interval starting inside the range can reach past its end.
     if (this.floor(eh, el)) {
       const k = this.leaf.keys;
@@ -314,14 +317,10 @@ export class IntervalMap<V> {
     // The finger's leaf is the one a descent would reach when its first start is <= key and the key lies
     // below its last start (entries stay below the next leaf's separator) or no leaf follows.
     const f = this.finger;
-    if (f !== null) {
+    if (f !== null && f.count !== 0) {
       const k = f.keys;
       const last = (f.count - 1) * STRIDE;
-      if (
-        f.count !== 0 &&
-        le(k[SH]!, k[SL]!, kh, kl) &&
-        (f.next === null || !le(k[last + SH]!, k[last + SL]!, kh, kl))
-      ) {
+      if (le(k[SH]!, k[SL]!, kh, kl) && (f.next === null || !le(k[last + SH]!, k[last + SL]!, kh, kl))) {
         this.searchLeaf(f, kh, kl);
         return;
       }
@@ -408,8 +407,8 @@ export class IntervalMap<V> {
   // ---- structure ------------------------------------------------------------------------------
 
   /**
-   * Move a full leaf's entries from `keep` on into a new right sibling (which may start empty), hung in
-   * the parent with separator (kh, kl): the first start it holds or will hold. Returns the sibling.
+   * Move a full leaf's entries from `keep` on into a new right sibling and return it. When nothing moves
+   * the sibling starts empty and (kh, kl), the start about to be inserted into it, separates the two.
    */
   private splitLeaf(leaf: Leaf<V>, keep: number, kh: number, kl: number): Leaf<V> {
     const right = newLeaf<V>();
@@ -425,7 +424,8 @@ export class IntervalMap<V> {
     if (right.next !== null) right.next.prev = right;
     right.prev = leaf;
     leaf.next = right;
-    this.insertChild(leaf, right, kh, kl);
+    if (moved === 0) this.insertChild(leaf, right, kh, kl);
+    else this.insertChild(leaf, right, right.keys[SH]!, right.keys[SL]!);
     return right;
   }
 
